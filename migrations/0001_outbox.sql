@@ -1,0 +1,163 @@
+-- 0001: the outbox, its audit trail, the app pauses, and the validation rules.
+--
+-- The column names and meanings of metrix_outbox and metrix_outbox_attempt are a public
+-- contract (producers in any language and auditors rely on them): see README.md.
+-- Applied migrations are never edited; a change is a new numbered file.
+
+CREATE TABLE metrix_outbox (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a purge
+  app_id           TEXT,                               -- NULL: the relay's default app
+  payload          TEXT NOT NULL,                      -- the S2S body as written by the producer
+  dedup_key        TEXT UNIQUE,
+  -- milliseconds since the Unix epoch; 'now' is fixed for the whole statement, so the two agree
+  created_at       INTEGER NOT NULL
+                   DEFAULT (CAST(strftime('%s', 'now') AS INTEGER) * 1000
+                            + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER)),
+  status           TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'dead', 'held')),
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  -- pending: when the row is next due; sending: when its lease expires and it is due again
+  next_attempt_at  INTEGER NOT NULL
+                   DEFAULT (CAST(strftime('%s', 'now') AS INTEGER) * 1000
+                            + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER)),
+  event_time       INTEGER,            -- the eventTime actually sent, fixed at the first attempt
+  last_http_status INTEGER,
+  last_error       TEXT,
+  sent_at          INTEGER,
+  -- fencing token: incremented by every claim; an outcome is recorded only with the
+  -- token that claimed the row, so a relay whose lease expired cannot overwrite a newer claim
+  lease_token      INTEGER NOT NULL DEFAULT 0,
+  event_slug       TEXT GENERATED ALWAYS AS
+                   (CASE WHEN json_valid(payload) THEN json_extract(payload, '$.eventSlug') END) VIRTUAL
+);
+
+-- The relay's claim: due rows of one app, in due order (then id), read straight off the index.
+CREATE INDEX metrix_outbox_due ON metrix_outbox (app_id, next_attempt_at, id)
+  WHERE status IN ('pending', 'sending');
+-- Audits: by status and age, by creation time, by slug.
+CREATE INDEX metrix_outbox_status ON metrix_outbox (status, created_at);
+CREATE INDEX metrix_outbox_created ON metrix_outbox (created_at);
+CREATE INDEX metrix_outbox_slug ON metrix_outbox (event_slug, created_at);
+
+-- One row per HTTP attempt: the audit trail.
+CREATE TABLE metrix_outbox_attempt (
+  outbox_id     INTEGER NOT NULL REFERENCES metrix_outbox (id),
+  attempt       INTEGER NOT NULL,     -- 1 for the first attempt
+  started_at    INTEGER NOT NULL,     -- ms
+  finished_at   INTEGER NOT NULL,     -- ms
+  http_status   INTEGER,              -- NULL for transport errors
+  error         TEXT,                 -- error name from the answer, or the transport error
+  response      TEXT,                 -- the first bytes of the answer body
+  PRIMARY KEY (outbox_id, attempt)
+) WITHOUT ROWID;
+
+-- An app the relay stopped sending to after a 403: one probe per interval until a 2xx.
+CREATE TABLE metrix_app_pause (
+  app_id        TEXT PRIMARY KEY,
+  reason        TEXT NOT NULL,
+  since         INTEGER NOT NULL,     -- ms
+  next_probe_at INTEGER NOT NULL,     -- ms
+  interval_ms   INTEGER NOT NULL
+);
+
+-- Validation. Every rule of "What a valid event is" (README.md), enforced by the database
+-- itself, so a producer writing plain SQL is refused inside its own transaction. Messages
+-- are "field: rule". storage/event.cc checks the same rules in the same order with the same
+-- messages; tests/validation_agreement_test.cc proves that they agree.
+CREATE TRIGGER metrix_outbox_validate BEFORE INSERT ON metrix_outbox
+BEGIN
+  SELECT RAISE(ABORT, 'app_id: must be NULL or a non-empty string')
+   WHERE NEW.app_id IS NOT NULL AND (typeof(NEW.app_id) <> 'text' OR NEW.app_id = '');
+  SELECT RAISE(ABORT, 'dedup_key: must be NULL or a non-empty string')
+   WHERE NEW.dedup_key IS NOT NULL AND (typeof(NEW.dedup_key) <> 'text' OR NEW.dedup_key = '');
+  SELECT RAISE(ABORT, 'payload: must be at most 65536 bytes')
+   WHERE length(CAST(NEW.payload AS BLOB)) > 65536;
+  SELECT RAISE(ABORT, 'payload: must be valid JSON text')
+   WHERE CASE WHEN typeof(NEW.payload) <> 'text' THEN 1 ELSE NOT json_valid(NEW.payload) END;
+  SELECT RAISE(ABORT, 'payload: must be a JSON object')
+   WHERE json_type(NEW.payload) <> 'object';
+  SELECT RAISE(ABORT, 'payload: must not repeat a key in any object')
+   WHERE EXISTS (SELECT 1 FROM json_tree(NEW.payload) WHERE typeof(key) = 'text'
+                  GROUP BY parent, key HAVING count(*) > 1);
+  SELECT RAISE(ABORT, 'payload: unknown key; the keys are metrixUserId, metrixSessionId, idfa, advertisingId, oaid, customAttributes, customMetrics, deviceIp, eventSlug, eventTime')
+   WHERE EXISTS (SELECT 1 FROM json_each(NEW.payload)
+                  WHERE key NOT IN ('metrixUserId', 'metrixSessionId', 'idfa', 'advertisingId', 'oaid',
+                                    'customAttributes', 'customMetrics', 'deviceIp', 'eventSlug', 'eventTime'));
+  SELECT RAISE(ABORT, 'metrixUserId: is required and must be a non-empty string')
+   WHERE json_type(NEW.payload, '$.metrixUserId') IS NOT 'text'
+      OR json_extract(NEW.payload, '$.metrixUserId') = '';
+  SELECT RAISE(ABORT, 'eventSlug: is required and must be a non-empty string')
+   WHERE json_type(NEW.payload, '$.eventSlug') IS NOT 'text'
+      OR json_extract(NEW.payload, '$.eventSlug') = '';
+  SELECT RAISE(ABORT, 'metrixSessionId: must be a non-empty string when present')
+   WHERE json_type(NEW.payload, '$.metrixSessionId') IS NOT NULL
+     AND (json_type(NEW.payload, '$.metrixSessionId') <> 'text'
+          OR json_extract(NEW.payload, '$.metrixSessionId') = '');
+  SELECT RAISE(ABORT, 'idfa/advertisingId/oaid: must be a non-empty string when present')
+   WHERE EXISTS (SELECT 1 FROM json_each(NEW.payload)
+                  WHERE key IN ('idfa', 'advertisingId', 'oaid') AND (type <> 'text' OR value = ''));
+  SELECT RAISE(ABORT, 'idfa/advertisingId/oaid: exactly one is required, none is set (Metrix answers IDFA_AND_ADVERTISING_ID_SHOULD_NOT_BE_NULL)')
+   WHERE NOT EXISTS (SELECT 1 FROM json_each(NEW.payload) WHERE key IN ('idfa', 'advertisingId', 'oaid'));
+  SELECT RAISE(ABORT, 'idfa/advertisingId/oaid: exactly one is allowed, more than one is set (Metrix answers ONLY_ONE_OF_IDFA_AND_ADVERTISING_ID_SHOULD_BE_SET)')
+   WHERE (SELECT count(*) FROM json_each(NEW.payload) WHERE key IN ('idfa', 'advertisingId', 'oaid')) > 1;
+  SELECT RAISE(ABORT, 'customAttributes: must be a JSON object')
+   WHERE json_type(NEW.payload, '$.customAttributes') IS NOT NULL
+     AND json_type(NEW.payload, '$.customAttributes') <> 'object';
+  SELECT RAISE(ABORT, 'customAttributes: every value must be a string')
+   WHERE EXISTS (SELECT 1 FROM json_each(NEW.payload, '$.customAttributes') WHERE type <> 'text');
+  SELECT RAISE(ABORT, 'customMetrics: must be a JSON object')
+   WHERE json_type(NEW.payload, '$.customMetrics') IS NOT NULL
+     AND json_type(NEW.payload, '$.customMetrics') <> 'object';
+  SELECT RAISE(ABORT, 'customMetrics: every value must be a finite number')
+   WHERE EXISTS (SELECT 1 FROM json_each(NEW.payload, '$.customMetrics')
+                  WHERE type NOT IN ('integer', 'real') OR abs(value) > 1.7976931348623157e308);
+  SELECT RAISE(ABORT, 'customMetrics._revenue/customAttributes._currency: a revenue event needs both')
+   WHERE (json_type(NEW.payload, '$.customMetrics._revenue') IS NULL)
+      <> (json_type(NEW.payload, '$.customAttributes._currency') IS NULL);
+  SELECT RAISE(ABORT, 'customAttributes._currency: must be one of IRR, USD, EUR')
+   WHERE json_extract(NEW.payload, '$.customAttributes._currency') NOT IN ('IRR', 'USD', 'EUR');
+  SELECT RAISE(ABORT, 'eventTime: must be an integer number of milliseconds since the Unix epoch, between 1973-03-03 and 2100-01-01 (a time in seconds is refused)')
+   WHERE json_type(NEW.payload, '$.eventTime') IS NOT NULL
+     AND (json_type(NEW.payload, '$.eventTime') <> 'integer'
+          OR json_extract(NEW.payload, '$.eventTime') NOT BETWEEN 100000000000 AND 4102444800000);
+  SELECT RAISE(ABORT, 'deviceIp: must be a textual IPv4 or IPv6 address')
+    FROM (SELECT json_type(NEW.payload, '$.deviceIp') AS type,
+                 json_extract(NEW.payload, '$.deviceIp') AS ip)
+   WHERE type IS NOT NULL AND NOT CASE
+     WHEN type <> 'text' THEN 0
+     -- IPv4: four decimal octets, 0 to 255, without leading zeros
+     WHEN ip NOT GLOB '*[^0-9.]*' THEN
+       length(ip) - length(replace(ip, '.', '')) = 3
+       AND NOT EXISTS (SELECT 1 FROM json_each('["' || replace(ip, '.', '","') || '"]')
+                        WHERE length(value) NOT BETWEEN 1 AND 3 OR CAST(value AS INTEGER) > 255
+                           OR (length(value) > 1 AND value GLOB '0*'))
+     -- IPv6: eight groups of up to four hex digits, one '::' for a run of zero groups,
+     -- and optionally an IPv4 address in place of the last two groups
+     WHEN ip GLOB '*:*' AND ip NOT GLOB '*[^0-9A-Fa-f:.]*' AND length(ip) <= 45 THEN (
+       SELECT (v4 IS NULL OR (
+                 head GLOB '*:'
+                 AND length(v4) - length(replace(v4, '.', '')) = 3
+                 AND NOT EXISTS (SELECT 1 FROM json_each('["' || replace(v4, '.', '","') || '"]')
+                                  WHERE length(value) NOT BETWEEN 1 AND 3 OR CAST(value AS INTEGER) > 255
+                                     OR (length(value) > 1 AND value GLOB '0*'))))
+          AND instr(hex, ':::') = 0
+          AND length(hex) - length(replace(hex, '::', '')) <= 2
+          AND (hex NOT GLOB ':*' OR hex GLOB '::*')
+          AND (hex NOT GLOB '*:' OR hex GLOB '*::')
+          AND (SELECT max(length(value)) <= 4
+                      AND CASE WHEN instr(hex, '::') > 0 THEN count(*) FILTER (WHERE value <> '') <= 7
+                               ELSE count(*) = 8 END
+                 FROM json_each('["' || replace(hex, ':', '","') || '"]'))
+         FROM (SELECT head, v4, CASE WHEN v4 IS NULL THEN ip ELSE head || '0:0' END AS hex
+                 FROM (SELECT CASE WHEN instr(ip, '.') > 0 THEN rtrim(ip, '0123456789.') END AS head,
+                              CASE WHEN instr(ip, '.') > 0 THEN substr(ip, length(rtrim(ip, '0123456789.')) + 1) END AS v4)))
+     ELSE 0 END;
+END;
+
+-- What was sent must be what the producer wrote: the payload never changes after enqueue.
+CREATE TRIGGER metrix_outbox_payload_immutable BEFORE UPDATE OF payload, app_id, created_at ON metrix_outbox
+BEGIN
+  SELECT RAISE(ABORT, 'payload: an enqueued event cannot be changed; enqueue a new one')
+   WHERE NEW.payload IS NOT OLD.payload OR NEW.app_id IS NOT OLD.app_id
+      OR NEW.created_at IS NOT OLD.created_at;
+END;

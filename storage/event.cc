@@ -1,0 +1,96 @@
+#include "storage/event.h"
+
+#include <fmt/format.h>
+
+#include "storage/database.h"
+#include "storage/migrate.h"
+
+namespace metrix {
+
+Violation parse_violation(std::string_view message) {
+  auto colon = message.find(": ");
+  if (colon == std::string_view::npos) return Violation{"payload", std::string(message)};
+  return Violation{std::string(message.substr(0, colon)), std::string(message.substr(colon + 2))};
+}
+
+namespace {
+
+// A private in-memory outbox per thread: inserting into it runs the same trigger a
+// producer's INSERT runs; the row is rolled back at once.
+struct Validator {
+  Database db;
+  Statement insert;
+
+  static Validator& for_this_thread() {
+    thread_local Validator validator = make();
+    return validator;
+  }
+
+  static Validator make() {
+    auto db = Database::open_memory();
+    if (!db) throw std::runtime_error(db.error().message);  // out of memory: nothing to recover
+    if (auto m = migrate(*db); !m) throw std::runtime_error(m.error().message);
+    auto insert = db->prepare("INSERT INTO metrix_outbox (payload, app_id, dedup_key) VALUES (?1, ?2, ?3)");
+    if (!insert) throw std::runtime_error(insert.error().message);
+    return Validator{std::move(*db), std::move(*insert)};
+  }
+};
+
+}  // namespace
+
+std::optional<Violation> validate_payload(std::string_view payload, const std::optional<std::string>& app_id,
+                                          const std::optional<std::string>& dedup_key) {
+  Validator& v = Validator::for_this_thread();
+  if (auto s = v.db.exec("SAVEPOINT validate"); !s) return Violation{"payload", s.error().message};
+  v.insert.bind(1, payload).bind(2, app_id).bind(3, dedup_key);
+  auto done = v.insert.step();
+  v.insert.reset();
+  (void)v.db.exec("ROLLBACK TO validate; RELEASE validate");
+  if (done) return std::nullopt;
+  return parse_violation(done.error().message);
+}
+
+const char* currency_name(Currency currency) {
+  switch (currency) {
+    case Currency::IRR: return "IRR";
+    case Currency::USD: return "USD";
+    case Currency::EUR: return "EUR";
+  }
+  return "?";
+}
+
+Event Event::custom(std::string metrix_user_id, std::string event_slug) {
+  Event e;
+  e.json_["metrixUserId"] = std::move(metrix_user_id);
+  e.json_["eventSlug"] = std::move(event_slug);
+  return e;
+}
+
+Event Event::revenue(std::string metrix_user_id, std::string event_slug, double amount, Currency currency) {
+  Event e = custom(std::move(metrix_user_id), std::move(event_slug));
+  e.attribute("_currency", currency_name(currency));
+  e.metric("_revenue", amount);
+  return e;
+}
+
+Event& Event::session_id(std::string id) { json_["metrixSessionId"] = std::move(id); return *this; }
+Event& Event::idfa(std::string id) { json_["idfa"] = std::move(id); return *this; }
+Event& Event::advertising_id(std::string id) { json_["advertisingId"] = std::move(id); return *this; }
+Event& Event::oaid(std::string id) { json_["oaid"] = std::move(id); return *this; }
+Event& Event::attribute(const std::string& key, std::string value) {
+  json_["customAttributes"][key] = std::move(value);
+  return *this;
+}
+Event& Event::metric(const std::string& key, double value) {
+  json_["customMetrics"][key] = value;
+  return *this;
+}
+Event& Event::device_ip(std::string ip) { json_["deviceIp"] = std::move(ip); return *this; }
+Event& Event::event_time_ms(std::int64_t ms) { json_["eventTime"] = ms; return *this; }
+
+std::string Event::payload() const {
+  // Invalid UTF-8 in a string becomes U+FFFD rather than an exception; the rules then judge it.
+  return json_.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace metrix

@@ -1,0 +1,115 @@
+#include "storage/migrate.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <string>
+
+namespace metrix {
+
+int latest_schema_version() { return static_cast<int>(embedded_migrations().size()); }
+
+namespace {
+
+constexpr std::string_view kCreateLedger =
+    "CREATE TABLE IF NOT EXISTS metrix_schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)";
+
+Result<bool> table_exists(Database& db, std::string_view name) {
+  auto stmt = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, name);
+  return stmt->step();
+}
+
+// Reads the ledger and checks it against the embedded migrations: the version applied so
+// far, or why this binary must not touch the database.
+Result<int> verify_applied(Database& db) {
+  auto stmt = db.prepare("SELECT version, name, checksum FROM metrix_schema_migrations ORDER BY version");
+  if (!stmt) return stmt.error();
+  const auto& known = embedded_migrations();
+  int current = 0;
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    int version = static_cast<int>(stmt->int64(0));
+    std::string name = stmt->text(1);
+    if (version > static_cast<int>(known.size())) {
+      return Error{Errc::schema,
+                   fmt::format("{}: schema version {} ({}) is newer than this metrix-relay knows (up to {}); "
+                               "use a newer metrix-relay",
+                               db.path(), version, name, known.size())};
+    }
+    const Migration& m = known[static_cast<size_t>(version - 1)];
+    if (stmt->text(2) != m.checksum) {
+      return Error{Errc::schema,
+                   fmt::format("{}: applied migration {} ({}) differs from the one built into this metrix-relay "
+                               "(checksum mismatch); the schema was altered, refusing to touch it",
+                               db.path(), version, name)};
+    }
+    current = version;
+  }
+  return current;
+}
+
+}  // namespace
+
+Result<MigrateReport> migrate(Database& db) {
+  auto outbox = table_exists(db, "metrix_outbox");
+  if (!outbox) return outbox.error();
+  auto ledger = table_exists(db, "metrix_schema_migrations");
+  if (!ledger) return ledger.error();
+  if (*outbox && !*ledger) {
+    return Error{Errc::schema, fmt::format("{}: has a metrix_outbox table that metrix-relay did not create "
+                                           "(no metrix_schema_migrations); refusing to touch it",
+                                           db.path())};
+  }
+  MigrateReport report;
+  bool first = true;
+  for (const Migration& m : embedded_migrations()) {
+    auto tx = Transaction::begin(db.handle());
+    if (!tx) return tx.error();
+    if (auto s = db.exec(kCreateLedger); !s) return s.error();
+    auto current = verify_applied(db);
+    if (!current) return current.error();
+    if (first) {
+      report.from_version = *current;
+      first = false;
+    }
+    if (*current >= m.version) continue;  // another process got here first; tx rolls back
+    if (auto s = db.exec(m.sql); !s) {
+      return Error{s.error().code, fmt::format("migration {} ({}): {}", m.version, m.name, s.error().message)};
+    }
+    auto insert = db.prepare(
+        "INSERT INTO metrix_schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)");
+    if (!insert) return insert.error();
+    insert->bind(1, std::int64_t{m.version}).bind(2, std::string_view(m.name)).bind(3, std::string_view(m.checksum)).bind(4, now_ms());
+    if (auto s = insert->run(); !s) return s.error();
+    if (auto s = tx->commit(); !s) return s.error();
+  }
+  auto current = verify_applied(db);
+  if (!current) return current.error();
+  report.to_version = *current;
+  return report;
+}
+
+Status check_schema(Database& db) {
+  auto ledger = table_exists(db, "metrix_schema_migrations");
+  if (!ledger) return ledger.error();
+  if (!*ledger) {
+    return Error{Errc::schema, fmt::format("{} is not a metrix outbox (no metrix_schema_migrations table); "
+                                           "create one with 'metrix-relay migrate --db {}'",
+                                           db.path(), db.path())};
+  }
+  auto current = verify_applied(db);
+  if (!current) return current.error();
+  if (*current < latest_schema_version()) {
+    return Error{Errc::schema, fmt::format("{}: schema version {} is older than this metrix-relay's ({}); "
+                                           "upgrade it with 'metrix-relay migrate --db {}'",
+                                           db.path(), *current, latest_schema_version(), db.path())};
+  }
+  return {};
+}
+
+}  // namespace metrix

@@ -1,0 +1,42 @@
+// Schema migrations: numbered SQL files from migrations/, embedded in the binary at build
+// time (cmake/EmbedMigrations.cmake), applied in order, each in its own BEGIN IMMEDIATE
+// transaction, and recorded with their SHA-256 in metrix_schema_migrations.
+//
+// Safe to run concurrently from several processes: each step takes the write lock and
+// re-reads what is applied before applying anything, so the second process finds the
+// work done. An applied migration is never edited; a change is a new numbered file.
+#pragma once
+
+#include <vector>
+
+#include "storage/database.h"
+#include "storage/result.h"
+
+namespace metrix {
+
+struct Migration {
+  int version;
+  const char* name;
+  const char* checksum;  // SHA-256 of the file, hex
+  const char* sql;
+};
+
+// All migrations built into this binary, version 1..N in order.
+const std::vector<Migration>& embedded_migrations();
+int latest_schema_version();
+
+struct MigrateReport {
+  int from_version = 0;
+  int to_version = 0;
+};
+
+// Creates or upgrades the outbox schema. Refuses (Errc::schema, nothing written) a database
+// whose schema is newer than this binary, or one of whose applied migrations was altered.
+Result<MigrateReport> migrate(Database& db);
+
+// For every command but migrate: the database must hold exactly this binary's schema.
+// A database that is not an outbox, is older (run migrate) or newer, or altered, is refused
+// with Errc::schema and a message that says what to do.
+Status check_schema(Database& db);
+
+}  // namespace metrix

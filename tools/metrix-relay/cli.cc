@@ -1,0 +1,32 @@
+#include "tools/metrix-relay/cli.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "storage/migrate.h"
+
+namespace metrix::cli {
+
+int exit_code(const Error& error) {
+  switch (error.code) {
+    case Errc::invalid_event:
+    case Errc::invalid_argument: return kInvalidInput;
+    case Errc::duplicate: return kDuplicate;
+    default: return kRuntimeFailure;
+  }
+}
+
+int fail(const Error& error) {
+  fmt::print(stderr, "metrix-relay: {}\n", error.message);
+  return exit_code(error);
+}
+
+Result<Database> open_outbox(const std::string& path, const OpenOptions& options) {
+  auto db = Database::open(path, options);
+  if (!db) return db.error();
+  if (auto s = check_schema(*db); !s) return s.error();
+  return db;
+}
+
+}  // namespace metrix::cli

@@ -1,0 +1,34 @@
+// Shared pieces of the metrix-relay command line: exit codes and the way a subcommand
+// opens the outbox.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "storage/database.h"
+#include "storage/result.h"
+
+namespace metrix::cli {
+
+// Exit codes, documented in --help and README.md.
+constexpr int kOk = 0;
+constexpr int kRuntimeFailure = 1;  // the database or the network failed; nothing half-done
+constexpr int kInvalidInput = 2;    // usage error or invalid event; nothing written
+constexpr int kDuplicate = 3;       // dedup_key already in the outbox; nothing written
+
+// The exit code for an error value.
+int exit_code(const Error& error);
+
+// Prints "metrix-relay: message" to stderr and returns exit_code(error).
+int fail(const Error& error);
+
+// Opens an existing, fully migrated outbox.
+Result<Database> open_outbox(const std::string& path, const OpenOptions& options = {});
+
+// Each subcommand registers itself on the app; its callback stores the exit code.
+void add_migrate(CLI::App& app, int& exit_code);
+void add_enqueue(CLI::App& app, int& exit_code);
+void add_run(CLI::App& app, int& exit_code);
+
+}  // namespace metrix::cli

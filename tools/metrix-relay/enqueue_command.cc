@@ -1,0 +1,55 @@
+#include <fmt/format.h>
+
+#include <iostream>
+#include <iterator>
+
+#include "storage/producer.h"
+#include "tools/metrix-relay/cli.h"
+
+namespace metrix::cli {
+
+void add_enqueue(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("enqueue", "Add one event to the outbox (validated, then committed)");
+  cmd->footer(
+      "The payload is the S2S request body, a JSON object; eventTime may be left out (the relay\n"
+      "then sends the time the row was enqueued). On success the new row id is printed.\n"
+      "Exit codes: 0 enqueued, 2 invalid or malformed event (the message names the field and the\n"
+      "rule), 3 the dedup key is already in the outbox, 1 the database failed.\n\n"
+      "Examples:\n"
+      "  metrix-relay enqueue --db outbox.db --json '{\"metrixUserId\":\"u-1\",\"eventSlug\":\"taqsq\",\n"
+      "      \"advertisingId\":\"38400000-8cf0-11bd-b23e-10b96e40000d\"}'\n"
+      "  producer-script | metrix-relay enqueue --db outbox.db --json - --dedup-key order-1234");
+  struct Args {
+    std::string db;
+    std::string json;
+    std::string app_id;
+    std::string dedup_key;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--db", args->db, "outbox database (see 'migrate')")->required();
+  cmd->add_option("--json", args->json, "the event payload, or - to read it from standard input")->required();
+  cmd->add_option("--app-id", args->app_id, "Metrix appId for this event (default: the relay's --app-id)");
+  cmd->add_option("--dedup-key", args->dedup_key, "unique key: a second event with the same key is refused");
+  cmd->callback([args, &exit_code] {
+    std::string payload = args->json;
+    if (payload == "-") payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    auto db = open_outbox(args->db);
+    if (!db) {
+      exit_code = fail(db.error());
+      return;
+    }
+    EnqueueOptions options;
+    if (!args->app_id.empty()) options.app_id = args->app_id;
+    if (!args->dedup_key.empty()) options.dedup_key = args->dedup_key;
+    Producer producer(db->handle());
+    auto id = producer.enqueue(payload, options);
+    if (!id) {
+      exit_code = fail(id.error());
+      return;
+    }
+    fmt::print("{}\n", *id);
+    exit_code = kOk;
+  });
+}
+
+}  // namespace metrix::cli

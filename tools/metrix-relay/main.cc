@@ -1,0 +1,32 @@
+// metrix-relay: the command line. Each subcommand lives in its own *_command.cc.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "tools/metrix-relay/cli.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "metrix-relay: a durable store-and-forward relay for Metrix server-to-server events.\n"
+      "Producers write events into the SQLite table metrix_outbox inside their own transactions;\n"
+      "'metrix-relay run' delivers them to Metrix and records the outcome of every row."};
+  app.name("metrix-relay");
+  app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 ok, 1 runtime failure, 2 usage error or invalid input, 3 duplicate dedup key.\n"
+      "Run 'metrix-relay SUBCOMMAND --help' for the options of each subcommand.");
+  int exit_code = metrix::cli::kRuntimeFailure;
+  metrix::cli::add_migrate(app, exit_code);
+  metrix::cli::add_enqueue(app, exit_code);
+  metrix::cli::add_run(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);  // prints help or the usage error
+    return code == 0 ? 0 : metrix::cli::kInvalidInput;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "metrix-relay: {}\n", e.what());
+    return metrix::cli::kRuntimeFailure;
+  }
+  return exit_code;
+}
