@@ -1,0 +1,238 @@
+#include "relay/config.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace metrix {
+
+Result<std::int64_t> parse_duration_ms(std::string_view text) {
+  auto invalid = [&] {
+    return Error{Errc::invalid_argument,
+                 fmt::format("'{}' is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 500ms, 30s, 1h30m",
+                             text)};
+  };
+  if (text.empty()) return invalid();
+  std::int64_t total = 0;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    std::int64_t n = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
+    if (ec != std::errc() || n < 0) return invalid();
+    rest.remove_prefix(static_cast<size_t>(end - rest.data()));
+    size_t unit_len = 0;
+    while (unit_len < rest.size() && std::isalpha(static_cast<unsigned char>(rest[unit_len]))) ++unit_len;
+    std::string_view unit = rest.substr(0, unit_len);
+    rest.remove_prefix(unit_len);
+    std::int64_t scale = 0;
+    if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m") scale = 60'000;
+    else if (unit == "h") scale = 3'600'000;
+    else if (unit == "d") scale = 86'400'000;
+    else return invalid();
+    if (n > (INT64_MAX / 4) / scale) return invalid();
+    total += n * scale;
+    if (total > INT64_MAX / 4) return invalid();
+  }
+  return total;
+}
+
+Result<std::string> read_key_file(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return Error{Errc::invalid_argument, fmt::format("dev key file {}: cannot read it", path)};
+  }
+  if (st.st_mode & 0077) {
+    return Error{Errc::invalid_argument,
+                 fmt::format("dev key file {}: readable by others (mode {:o}); run 'chmod 600 {}'", path,
+                             st.st_mode & 0777, path)};
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{Errc::invalid_argument, fmt::format("dev key file {}: cannot read it", path)};
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string key = buffer.str();
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  if (key.empty()) return Error{Errc::invalid_argument, fmt::format("dev key file {}: is empty", path)};
+  if (key.find_first_of("\r\n") != std::string::npos) {
+    return Error{Errc::invalid_argument, fmt::format("dev key file {}: must hold one line, the key", path)};
+  }
+  return key;
+}
+
+namespace {
+
+Error file_error(const std::string& path, std::string_view key, std::string_view rule) {
+  return Error{Errc::invalid_argument, fmt::format("{}: '{}' {}", path, key, rule)};
+}
+
+}  // namespace
+
+Status apply_config_file(const std::string& path, const std::map<std::string, bool>& given, RelayConfig& config) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Error{Errc::invalid_argument,
+                 fmt::format("{}:{}: {}", path, e.source().begin.line, std::string(e.description()))};
+  }
+  auto is_given = [&](const std::string& name) {
+    auto it = given.find(name);
+    return it != given.end() && it->second;
+  };
+  for (auto&& [raw_key, node] : table) {
+    std::string key(raw_key.str());
+    if (key == "apps") continue;
+    if (is_given(key)) continue;  // the flag wins
+    auto text = [&]() -> Result<std::string> {
+      if (auto v = node.value<std::string>()) return *v;
+      return file_error(path, key, "must be a string");
+    };
+    auto duration = [&](std::int64_t& out) -> Status {
+      auto t = text();
+      if (!t) return t.error();
+      auto ms = parse_duration_ms(*t);
+      if (!ms) return file_error(path, key, ms.error().message);
+      out = *ms;
+      return {};
+    };
+    auto integer = [&](auto& out) -> Status {
+      auto v = node.value<std::int64_t>();
+      if (!v) return file_error(path, key, "must be an integer");
+      out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
+      return {};
+    };
+    auto boolean = [&](bool& out) -> Status {
+      auto v = node.value<bool>();
+      if (!v) return file_error(path, key, "must be true or false");
+      out = *v;
+      return {};
+    };
+    Status s;
+    if (key == "db") { auto t = text(); if (!t) return t.error(); config.db_path = *t; }
+    else if (key == "endpoint") { auto t = text(); if (!t) return t.error(); config.endpoint = *t; }
+    else if (key == "app-id") { auto t = text(); if (!t) return t.error(); config.default_app_id = *t; }
+    else if (key == "cacert") { auto t = text(); if (!t) return t.error(); config.cacert = *t; }
+    else if (key == "dev-key-file") {
+      auto t = text();
+      if (!t) return t.error();
+      if (!config.default_app_id) return file_error(path, key, "needs app-id");
+      auto k = read_key_file(*t);
+      if (!k) return k.error();
+      config.dev_keys.try_emplace(*config.default_app_id, *k);
+    }
+    else if (key == "in-doubt") {
+      auto t = text();
+      if (!t) return t.error();
+      if (*t == "resend") config.in_doubt = InDoubtPolicy::resend;
+      else if (*t == "hold") config.in_doubt = InDoubtPolicy::hold;
+      else return file_error(path, key, "must be \"resend\" or \"hold\"");
+    }
+    else if (key == "synchronous") {
+      auto t = text();
+      if (!t) return t.error();
+      if (*t == "full") config.synchronous = Synchronous::full;
+      else if (*t == "normal") config.synchronous = Synchronous::normal;
+      else return file_error(path, key, "must be \"full\" or \"normal\"");
+    }
+    else if (key == "concurrency") s = integer(config.concurrency);
+    else if (key == "max-attempts") s = integer(config.max_attempts);
+    else if (key == "lease") s = duration(config.lease_ms);
+    else if (key == "timeout") s = duration(config.timeout_ms);
+    else if (key == "backoff-base") s = duration(config.backoff_base_ms);
+    else if (key == "backoff-max") s = duration(config.backoff_max_ms);
+    else if (key == "max-age") s = duration(config.max_age_ms);
+    else if (key == "pause-interval") s = duration(config.pause_interval_ms);
+    else if (key == "pause-max") s = duration(config.pause_max_ms);
+    else if (key == "poll-interval") s = duration(config.poll_interval_ms);
+    else if (key == "progress-interval") s = duration(config.progress_interval_ms);
+    else if (key == "shutdown-timeout") s = duration(config.shutdown_timeout_ms);
+    else if (key == "until-idle") s = boolean(config.until_idle);
+    else if (key == "verbose") s = boolean(config.verbose);
+    else if (key == "allow-insecure-http") s = boolean(config.allow_insecure_http);
+    else if (key == "dev-key") {
+      return file_error(path, key, "is not accepted at the top level: give the default app's key in "
+                                   "METRIX_DEV_KEY or dev-key-file, or put it under [apps.\"APP_ID\"]");
+    }
+    else return file_error(path, key, "is not a setting (see 'metrix-relay run --help')");
+    if (!s) return s;
+  }
+
+  if (auto apps = table["apps"].as_table()) {
+    for (auto&& [raw_app, node] : *apps) {
+      std::string app(raw_app.str());
+      auto entry = node.as_table();
+      if (!entry) return file_error(path, "apps." + app, "must be a table");
+      if (auto file = (*entry)["dev-key-file"].value<std::string>()) {
+        auto k = read_key_file(*file);
+        if (!k) return k.error();
+        config.dev_keys[app] = *k;
+      } else if (auto key = (*entry)["dev-key"].value<std::string>()) {
+        // A key written in the config file is only as secret as the file.
+        struct stat st {};
+        if (stat(path.c_str(), &st) == 0 && (st.st_mode & 0077)) {
+          return Error{Errc::invalid_argument,
+                       fmt::format("{}: holds a dev key but is readable by others; run 'chmod 600 {}'", path, path)};
+        }
+        if (key->empty()) return file_error(path, "apps." + app + ".dev-key", "is empty");
+        config.dev_keys[app] = *key;
+      } else {
+        return file_error(path, "apps." + app, "needs dev-key-file (or dev-key)");
+      }
+    }
+  }
+  return {};
+}
+
+namespace {
+
+bool is_loopback_host(std::string_view host) {
+  return host == "localhost" || host == "[::1]" || host.substr(0, 4) == "127.";
+}
+
+}  // namespace
+
+Status validate(const RelayConfig& c) {
+  auto invalid = [](std::string message) { return Error{Errc::invalid_argument, std::move(message)}; };
+  if (c.db_path.empty()) return invalid("--db is required");
+  std::string_view endpoint = c.endpoint;
+  bool https = endpoint.substr(0, 8) == "https://";
+  bool http = endpoint.substr(0, 7) == "http://";
+  if (!https && !http) return invalid(fmt::format("--endpoint {}: must start with https:// or http://", c.endpoint));
+  std::string_view rest = endpoint.substr(https ? 8 : 7);
+  std::string_view host = rest.substr(0, rest.find('/'));
+  if (host.empty()) return invalid(fmt::format("--endpoint {}: has no host", c.endpoint));
+  if (host.front() != '[') host = host.substr(0, host.find(':'));
+  else host = host.substr(0, host.find(']') + 1);
+  if (http && !is_loopback_host(host) && !c.allow_insecure_http) {
+    return invalid(fmt::format("--endpoint {}: plain http sends the dev key in clear; use https, or pass "
+                               "--allow-insecure-http to do it anyway",
+                               c.endpoint));
+  }
+  if (c.concurrency < 1 || c.concurrency > 4096) return invalid("--concurrency must be between 1 and 4096");
+  if (c.max_attempts < 1) return invalid("--max-attempts must be at least 1");
+  if (c.timeout_ms < 1) return invalid("--timeout must be positive");
+  if (c.lease_ms < 2 * c.timeout_ms + 1000) {
+    return invalid(fmt::format("--lease ({}ms) must be at least twice --timeout ({}ms) plus 1s, so a request never "
+                               "outlives the lease that keeps other relays away from its row",
+                               c.lease_ms, c.timeout_ms));
+  }
+  if (c.shutdown_timeout_ms >= c.lease_ms) return invalid("--shutdown-timeout must be shorter than --lease");
+  if (c.backoff_base_ms < 1 || c.backoff_max_ms < c.backoff_base_ms) {
+    return invalid("--backoff-base must be positive and at most --backoff-max");
+  }
+  if (c.pause_interval_ms < 1 || c.pause_max_ms < c.pause_interval_ms) {
+    return invalid("--pause-interval must be positive and at most --pause-max");
+  }
+  if (c.max_age_ms < 1) return invalid("--max-age must be positive");
+  if (c.poll_interval_ms < 1 || c.progress_interval_ms < 1) return invalid("intervals must be positive");
+  return {};
+}
+
+}  // namespace metrix

@@ -1,0 +1,25 @@
+// The relay's log: one line per event worth an operator's attention, on stderr, with a
+// UTC timestamp. Nothing that reaches the log may contain a dev key.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+namespace metrix::log {
+
+void set_verbose(bool verbose);
+bool verbose();
+void write(std::string_view line);
+
+template <class... Args>
+void info(fmt::format_string<Args...> format, Args&&... args) {
+  write(fmt::format(format, std::forward<Args>(args)...));
+}
+
+template <class... Args>
+void detail(fmt::format_string<Args...> format, Args&&... args) {
+  if (verbose()) write(fmt::format(format, std::forward<Args>(args)...));
+}
+
+}  // namespace metrix::log

@@ -1,0 +1,509 @@
+#include "relay/relay.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <memory>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include <unistd.h>
+
+#include "relay/http.h"
+#include "relay/log.h"
+#include "storage/migrate.h"
+
+namespace metrix {
+
+std::string request_body(const Claim& claim) {
+  if (claim.payload_has_event_time) return claim.payload;
+  // Insert "eventTime" as the first key, leaving every byte the producer wrote as it was.
+  // A valid payload is an object with at least three keys, so a comma always follows.
+  std::string body;
+  size_t brace = claim.payload.find('{');
+  body.reserve(claim.payload.size() + 32);
+  body.append(claim.payload, 0, brace + 1);
+  body.append("\"eventTime\":");
+  body.append(std::to_string(claim.event_time));
+  body.push_back(',');
+  body.append(claim.payload, brace + 1, std::string::npos);
+  return body;
+}
+
+namespace {
+
+std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : text) {
+    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+      out.push_back(static_cast<char>(ch));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[ch >> 4]);
+      out.push_back(kHex[ch & 15]);
+    }
+  }
+  return out;
+}
+
+std::string describe_ms(std::int64_t ms) {
+  if (ms % 3'600'000 == 0 && ms >= 3'600'000) return fmt::format("{}h", ms / 3'600'000);
+  if (ms % 60'000 == 0 && ms >= 60'000) return fmt::format("{}m", ms / 60'000);
+  if (ms % 1000 == 0 && ms >= 1000) return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+
+// Everything the relay knows about one Metrix app.
+struct AppState {
+  std::string id;                 // the Metrix appId; empty when a row names none and there is no default
+  std::string url;
+  CurlHeaders headers;            // null: no dev key, the app's rows are not sent
+  std::string unroutable_reason;  // why rows of this app are not sent
+  bool reported_unroutable = false;
+  std::optional<AppPause> pause;
+  bool probe_in_flight = false;
+  std::int64_t slow_until = 0;    // 429/503: no new claims before this
+};
+
+struct InFlight {
+  Claim claim;
+  AppState* app = nullptr;
+  bool probe = false;
+};
+
+class Relay {
+ public:
+  Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, const std::atomic<bool>& stop)
+      : config_(config), outbox_(db), http_(std::move(http)), stop_(stop), rng_(std::random_device{}()) {}
+
+  int run(RelayReport* report);
+
+ private:
+  AppState& app_for(const std::optional<std::string>& app_value);
+  Status claim_round(std::int64_t now, int& claimed);
+  void send(Claim claim, AppState& app, bool probe);
+  void on_answer(const HttpResult& result);
+  void pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now);
+  void resume_app(AppState& app, std::int64_t now);
+  Status flush();
+  std::optional<std::string> blocked_reason();
+  void progress(std::int64_t now, bool final);
+  double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+  const RelayConfig& config_;
+  Outbox outbox_;
+  std::unique_ptr<HttpClient> http_;
+  const std::atomic<bool>& stop_;
+  std::mt19937_64 rng_;
+
+  std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
+  std::map<std::string, AppPause> stored_pauses_;
+  std::unordered_map<std::uint64_t, InFlight> in_flight_;
+  std::uint64_t next_tag_ = 1;
+  std::vector<Outcome> outcomes_;       // answered, not yet committed
+  std::int64_t oldest_outcome_at_ = 0;
+  std::int64_t storage_retry_at_ = 0;   // after a storage error: no claims, flush retried then
+  RelayReport stats_;
+  std::int64_t last_progress_at_ = 0;
+  std::int64_t last_progress_done_ = 0;
+  Heartbeat heartbeat_;
+};
+
+AppState& Relay::app_for(const std::optional<std::string>& app_value) {
+  std::string id = app_value ? *app_value : config_.default_app_id.value_or("");
+  auto it = apps_.find(id);
+  if (it != apps_.end()) return *it->second;
+  auto app = std::make_unique<AppState>();
+  app->id = id;
+  std::string endpoint = config_.endpoint;
+  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+  app->url = endpoint + "/inappevent/" + percent_encode(id);
+  if (id.empty()) {
+    app->unroutable_reason = "not sent: the row has no app_id and the relay has no --app-id";
+  } else if (auto key = config_.dev_keys.find(id); key == config_.dev_keys.end()) {
+    app->unroutable_reason = fmt::format(
+        "not sent: no dev key for app {} (set METRIX_DEV_KEY with --app-id {}, or add [apps.\"{}\"] to the config file)",
+        id, id, id);
+  } else {
+    auto headers = make_request_headers(key->second);
+    if (headers) app->headers = std::move(*headers);
+    else app->unroutable_reason = headers.error().message;
+  }
+  if (auto p = stored_pauses_.find(id); p != stored_pauses_.end()) app->pause = p->second;
+  return *apps_.emplace(id, std::move(app)).first->second;
+}
+
+Status Relay::claim_round(std::int64_t now, int& claimed) {
+  claimed = 0;
+  auto active = outbox_.active_apps();
+  if (!active) return active.error();
+  int free = config_.concurrency - static_cast<int>(http_->in_flight());
+  for (const auto& app_value : *active) {
+    if (free <= 0) break;
+    AppState& app = app_for(app_value);
+    if (!app.headers) {
+      if (!app.reported_unroutable) {
+        log::info("WARNING: {}; its rows stay pending", app.unroutable_reason);
+        if (auto s = outbox_.note_unroutable(app_value, app.unroutable_reason); !s) return s;
+        app.reported_unroutable = true;
+      }
+      continue;
+    }
+    int limit = free;
+    bool probe = false;
+    if (app.pause) {
+      if (app.probe_in_flight || now < app.pause->next_probe_at) continue;
+      limit = 1;
+      probe = true;
+    } else if (now < app.slow_until) {
+      continue;
+    }
+    auto claims = outbox_.claim(app_value, now, config_.lease_ms, limit);
+    if (!claims) return claims.error();
+    for (Claim& c : *claims) {
+      ++claimed;
+      Outcome o;
+      o.id = c.id;
+      o.lease_token = c.lease_token;
+      o.attempted = false;
+      o.started_at = o.finished_at = o.next_attempt_at = now;
+      if (now - c.created_at > config_.max_age_ms) {
+        o.status = RowStatus::dead;
+        o.error = fmt::format("stale: older than --max-age {}", describe_ms(config_.max_age_ms));
+        ++stats_.dead;
+      } else if (c.lease_expired && config_.in_doubt == InDoubtPolicy::hold) {
+        o.status = RowStatus::held;
+        o.error = "in doubt: a relay claimed it and stopped before recording an answer";
+        ++stats_.held;
+      } else {
+        --free;
+        send(std::move(c), app, probe);
+        continue;
+      }
+      if (outcomes_.empty()) oldest_outcome_at_ = now;
+      outcomes_.push_back(std::move(o));
+    }
+  }
+  return {};
+}
+
+void Relay::send(Claim claim, AppState& app, bool probe) {
+  HttpRequest request;
+  request.tag = next_tag_++;
+  request.url = app.url;
+  request.body = request_body(claim);
+  request.headers = app.headers.get();
+  std::uint64_t tag = request.tag;
+  if (auto s = http_->send(std::move(request)); !s) {
+    // Could not even start the request: the row stays leased and is retried after its lease.
+    log::info("cannot start a request for row {}: {}", claim.id, s.error().message);
+    return;
+  }
+  ++stats_.requests;
+  if (probe) {
+    app.probe_in_flight = true;
+    log::detail("app {}: probing with row {}", app.id, claim.id);
+  }
+  in_flight_.emplace(tag, InFlight{std::move(claim), &app, probe});
+}
+
+void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now) {
+  if (!app.pause) {
+    app.pause = AppPause{app.id, reason, now, now + config_.pause_interval_ms, config_.pause_interval_ms};
+    log::info("app {} paused: Metrix answered 403 {}; its rows stay pending; probing with one row every {}", app.id,
+              reason, describe_ms(app.pause->interval_ms));
+  } else if (after_probe) {
+    app.pause->interval_ms = std::min(app.pause->interval_ms * 2, config_.pause_max_ms);
+    app.pause->next_probe_at = now + app.pause->interval_ms;
+    app.pause->reason = reason;
+    log::detail("app {} still refused ({}); next probe in {}", app.id, reason, describe_ms(app.pause->interval_ms));
+  } else {
+    return;  // answers of requests sent before the pause: it is already recorded
+  }
+  stored_pauses_[app.id] = *app.pause;
+  if (auto s = outbox_.save_pause(*app.pause); !s) log::info("cannot store the pause of app {}: {}", app.id, s.error().message);
+}
+
+void Relay::resume_app(AppState& app, std::int64_t now) {
+  log::info("app {} resumed: Metrix accepted an event after a pause of {} ({})", app.id,
+            describe_ms(std::max<std::int64_t>(0, (now - app.pause->since) / 1000 * 1000)), app.pause->reason);
+  app.pause.reset();
+  stored_pauses_.erase(app.id);
+  if (auto s = outbox_.clear_pause(app.id); !s) log::info("cannot clear the pause of app {}: {}", app.id, s.error().message);
+}
+
+void Relay::on_answer(const HttpResult& result) {
+  auto it = in_flight_.find(result.tag);
+  if (it == in_flight_.end()) return;
+  InFlight flight = std::move(it->second);
+  in_flight_.erase(it);
+  AppState& app = *flight.app;
+  if (flight.probe) app.probe_in_flight = false;
+  const std::int64_t now = result.finished_at;
+  const std::int64_t attempt = flight.claim.attempts + 1;
+
+  Classification verdict = classify(result.answer);
+  Outcome o;
+  o.id = flight.claim.id;
+  o.lease_token = flight.claim.lease_token;
+  o.started_at = result.started_at;
+  o.finished_at = now;
+  o.next_attempt_at = now;
+  if (result.answer.http_status) o.http_status = result.answer.http_status;
+  o.error = verdict.error;
+  o.response = result.answer.body;
+
+  switch (verdict.verdict) {
+    case Verdict::sent:
+      o.status = RowStatus::sent;
+      ++stats_.sent;
+      heartbeat_.last_sent_at = now;
+      if (app.pause) resume_app(app, now);
+      break;
+    case Verdict::failed:
+      o.status = RowStatus::failed;
+      ++stats_.failed;
+      log::detail("row {}: failed: {}", o.id, o.error);
+      break;
+    case Verdict::pause:
+      // The app's set-up is refused, not this event: the row waits for the pause to end and
+      // never becomes dead through 403s.
+      pause_app(app, verdict.error, flight.probe, now);
+      o.status = RowStatus::pending;
+      o.next_attempt_at = app.pause ? app.pause->next_probe_at : now + config_.pause_interval_ms;
+      ++stats_.retried;
+      break;
+    case Verdict::retry: {
+      if (flight.probe && app.pause) app.pause->next_probe_at = now + app.pause->interval_ms;
+      if (verdict.in_doubt && config_.in_doubt == InDoubtPolicy::hold) {
+        o.status = RowStatus::held;
+        o.error = "in doubt: " + verdict.error;
+        ++stats_.held;
+        break;
+      }
+      if (attempt >= config_.max_attempts) {
+        o.status = RowStatus::dead;
+        o.error = fmt::format("{} (gave up after {} attempts)", verdict.error, attempt);
+        ++stats_.dead;
+        break;
+      }
+      std::int64_t delay = backoff_ms(attempt, config_.backoff_base_ms, config_.backoff_max_ms, unit_random());
+      if (result.answer.retry_after_ms) {
+        delay = std::max(delay, std::min(*result.answer.retry_after_ms, config_.backoff_max_ms));
+      }
+      if (verdict.slow_down) app.slow_until = std::max(app.slow_until, now + delay);
+      o.status = RowStatus::pending;
+      o.next_attempt_at = now + delay;
+      ++stats_.retried;
+      log::detail("row {}: {}; retry in {}", o.id, o.error, describe_ms(delay));
+      break;
+    }
+  }
+  if (outcomes_.empty()) oldest_outcome_at_ = now;
+  outcomes_.push_back(std::move(o));
+}
+
+Status Relay::flush() {
+  if (outcomes_.empty()) return {};
+  auto report = outbox_.record(outcomes_);
+  if (!report) return report.error();
+  if (report->fenced) {
+    stats_.fenced += report->fenced;
+    log::info("{} outcomes not recorded: their rows were claimed again after this relay's lease expired", report->fenced);
+  }
+  outcomes_.clear();
+  return {};
+}
+
+std::optional<std::string> Relay::blocked_reason() {
+  auto active = outbox_.active_apps();
+  if (!active) return std::nullopt;
+  std::vector<std::string> reasons;
+  for (const auto& app_value : *active) {
+    AppState& app = app_for(app_value);
+    if (!app.headers) reasons.push_back(app.unroutable_reason);
+    else if (app.pause)
+      reasons.push_back(fmt::format("app {} is paused since {} (Metrix answered 403 {})", app.id,
+                                    app.pause->since, app.pause->reason));
+    else return std::nullopt;  // this app's rows can still go
+  }
+  if (reasons.empty()) return std::nullopt;
+  std::string text;
+  for (const auto& r : reasons) text += (text.empty() ? "" : "; ") + r;
+  return text;
+}
+
+void Relay::progress(std::int64_t now, bool final) {
+  if (!final && now - last_progress_at_ < config_.progress_interval_ms) return;
+  std::int64_t done = stats_.sent + stats_.failed + stats_.dead + stats_.held;
+  double seconds = std::max<double>(1, static_cast<double>(now - last_progress_at_)) / 1000.0;
+  auto backlog = outbox_.unfinished_count();
+  log::info("{}: sent {}, failed {}, dead {}, held {}, retrying {}, in flight {}, backlog {}, {:.0f} events/s, "
+            "{} requests over {} connections",
+            final ? "finished" : "progress", stats_.sent, stats_.failed, stats_.dead, stats_.held, stats_.retried,
+            http_->in_flight(), backlog ? std::to_string(*backlog) : "?",
+            static_cast<double>(done - last_progress_done_) / seconds, stats_.requests, http_->connections_opened());
+  last_progress_at_ = now;
+  last_progress_done_ = done;
+  heartbeat_.beat_at = now;
+  heartbeat_.sent = stats_.sent;
+  if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
+}
+
+int Relay::run(RelayReport* report) {
+  if (auto pauses = outbox_.pauses(); pauses) {
+    for (auto& p : *pauses) {
+      log::info("app {} is paused since an earlier run ({}); probing with one row every {}", p.app_id, p.reason,
+                describe_ms(p.interval_ms));
+      stored_pauses_[p.app_id] = p;
+    }
+  } else {
+    log::info("cannot read app pauses: {}", pauses.error().message);
+    return 1;
+  }
+  log::info("relaying {} to {} with {} requests in flight{}", config_.db_path, config_.endpoint, config_.concurrency,
+            config_.until_idle ? ", until no row is pending" : "");
+  last_progress_at_ = now_ms();
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  heartbeat_.host = host;
+  heartbeat_.pid = getpid();
+  heartbeat_.started_at = heartbeat_.beat_at = last_progress_at_;
+  heartbeat_.interval_ms = config_.progress_interval_ms;
+  heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
+  if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
+  const std::int64_t claim_batch = std::max(1, config_.concurrency / 8);
+  std::int64_t next_claim_at = 0;
+  std::int64_t stop_deadline = 0;
+  int exit_code = 0;
+
+  for (;;) {
+    std::int64_t now = now_ms();
+    if (stop_.load() && stop_deadline == 0) {
+      stop_deadline = now + config_.shutdown_timeout_ms;
+      log::info("stopping: no new claims; waiting up to {} for {} requests in flight",
+                describe_ms(config_.shutdown_timeout_ms), http_->in_flight());
+    }
+    if (stop_deadline) {
+      if (http_->in_flight() == 0) break;
+      if (now >= stop_deadline) {
+        std::vector<Claim> unanswered;
+        for (std::uint64_t tag : http_->abort_all()) {
+          auto it = in_flight_.find(tag);
+          if (it == in_flight_.end()) continue;
+          if (config_.in_doubt == InDoubtPolicy::hold) {
+            Outcome o;
+            o.id = it->second.claim.id;
+            o.lease_token = it->second.claim.lease_token;
+            o.status = RowStatus::held;
+            o.attempted = false;
+            o.started_at = o.finished_at = o.next_attempt_at = now;
+            o.error = "in doubt: the relay stopped before the answer came";
+            outcomes_.push_back(std::move(o));
+          } else {
+            unanswered.push_back(std::move(it->second.claim));
+          }
+        }
+        in_flight_.clear();
+        log::info("shutdown deadline passed: {} requests abandoned without an answer; they will be sent again",
+                  unanswered.size());
+        if (auto s = outbox_.release(unanswered, now); !s) log::info("cannot hand back claims: {}", s.error().message);
+        break;
+      }
+    } else if (now >= next_claim_at && now >= storage_retry_at_ &&
+               config_.concurrency - static_cast<std::int64_t>(http_->in_flight()) >= claim_batch) {
+      int claimed = 0;
+      if (auto s = claim_round(now, claimed); !s) {
+        log::info("cannot claim rows: {}; retrying in 1s", s.error().message);
+        storage_retry_at_ = now + 1000;
+      } else if (claimed == 0) {
+        next_claim_at = now + config_.poll_interval_ms;
+        if (config_.until_idle && http_->in_flight() == 0 && outcomes_.empty()) {
+          auto unfinished = outbox_.unfinished_count();
+          if (unfinished && *unfinished == 0) break;
+          if (auto reason = blocked_reason()) {
+            log::info("cannot finish: {} rows wait: {}", unfinished ? *unfinished : -1, *reason);
+            exit_code = 1;
+            break;
+          }
+        }
+      }
+    }
+
+    int wait_ms = http_->in_flight() ? 5 : static_cast<int>(std::clamp<std::int64_t>(next_claim_at - now, 0, 50));
+    if (!outcomes_.empty()) wait_ms = std::min(wait_ms, 2);
+    auto results = http_->poll(wait_ms);
+    if (!results) {
+      log::info("http: {}", results.error().message);
+      exit_code = 1;
+      break;
+    }
+    for (const auto& r : *results) on_answer(r);
+    now = now_ms();
+    // Commit outcomes within milliseconds: the fewer answered-but-unrecorded rows, the fewer
+    // duplicates a crash can cause. Batching keeps the write lock short and rare.
+    if (!outcomes_.empty() && now >= storage_retry_at_ &&
+        (outcomes_.size() >= 256 || now - oldest_outcome_at_ >= 5 || http_->in_flight() == 0 || stop_deadline)) {
+      if (auto s = flush(); !s) {
+        log::info("cannot record {} outcomes: {}; claims paused, retrying in 1s", outcomes_.size(), s.error().message);
+        storage_retry_at_ = now + 1000;
+      }
+    }
+    progress(now, false);
+  }
+
+  for (int tries = 0; !outcomes_.empty(); ++tries) {
+    if (auto s = flush(); !s) {
+      if (tries >= 10) {
+        log::info("giving up on recording {} outcomes: {}; those rows stay 'sending' and are sent again after their lease",
+                  outcomes_.size(), s.error().message);
+        exit_code = 1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+  stats_.connections = http_->connections_opened();
+  progress(now_ms(), true);
+  if (auto s = outbox_.remove_heartbeat(heartbeat_.relay_id); !s) log::info("cannot remove the heartbeat: {}", s.error().message);
+  if (report) *report = stats_;
+  return exit_code;
+}
+
+}  // namespace
+
+int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayReport* report) {
+  log::set_verbose(config.verbose);
+  if (auto s = validate(config); !s) {
+    log::info("{}", s.error().message);
+    return 2;
+  }
+  OpenOptions options;
+  options.synchronous = config.synchronous;
+  options.busy_timeout_ms = 10'000;
+  auto db = Database::open(config.db_path, options);
+  if (!db) {
+    log::info("{}", db.error().message);
+    return 1;
+  }
+  if (auto s = check_schema(*db); !s) {
+    log::info("{}", s.error().message);
+    return 1;
+  }
+  HttpOptions http_options;
+  http_options.timeout_ms = config.timeout_ms;
+  http_options.connect_timeout_ms = std::min<std::int64_t>(config.timeout_ms, 5000);
+  http_options.max_connections = config.concurrency;
+  http_options.cacert = config.cacert;
+  auto http = HttpClient::create(http_options);
+  if (!http) {
+    log::info("{}", http.error().message);
+    return 1;
+  }
+  Relay relay(config, *db, std::move(*http), stop);
+  return relay.run(report);
+}
+
+}  // namespace metrix

@@ -1,0 +1,44 @@
+// The relay: claim due rows -> build each request -> send (libcurl multi) -> classify the
+// answer -> record the outcome. One thread, one database connection, one HttpClient.
+//
+// Guarantees (README.md, "Delivery guarantees"):
+// - at least once: a row leaves 'pending'/'sending' only through a recorded outcome; a crash
+//   leaves claimed rows leased, and they are due again when the lease expires;
+// - outcomes are committed in batches within milliseconds of the answer, so only requests
+//   in flight and answers not yet committed can be sent twice after a crash;
+// - fencing: an outcome is recorded only while the row still carries this relay's lease
+//   token, so a relay that stalled past its lease never overwrites a newer claim;
+// - the body is the producer's payload byte for byte, with "eventTime" inserted first when the
+//   payload has none; event_time is fixed at the first claim, so every retry is identical.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "relay/classify.h"
+#include "relay/config.h"
+#include "storage/outbox.h"
+
+namespace metrix {
+
+// The request body for a claimed row.
+std::string request_body(const Claim& claim);
+
+struct RelayReport {
+  std::int64_t sent = 0;
+  std::int64_t failed = 0;
+  std::int64_t dead = 0;
+  std::int64_t retried = 0;
+  std::int64_t held = 0;
+  std::int64_t fenced = 0;
+  std::int64_t requests = 0;
+  std::int64_t connections = 0;
+};
+
+// Runs until `stop` becomes true (SIGINT/SIGTERM), or with until_idle once no row is
+// pending or sending. Returns the exit code: 0 done, 1 a runtime failure or (until_idle)
+// rows that cannot be delivered because their app is paused or has no dev key.
+int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayReport* report = nullptr);
+
+}  // namespace metrix

@@ -1,0 +1,253 @@
+#include "storage/outbox.h"
+
+#include <fmt/format.h>
+
+namespace metrix {
+
+const char* row_status_name(RowStatus status) {
+  switch (status) {
+    case RowStatus::pending: return "pending";
+    case RowStatus::sent: return "sent";
+    case RowStatus::failed: return "failed";
+    case RowStatus::dead: return "dead";
+    case RowStatus::held: return "held";
+  }
+  return "?";
+}
+
+namespace {
+
+// Prepares `stmt` on first use and keeps it.
+Status prepare_once(Database& db, Statement& stmt, std::string_view sql) {
+  if (stmt.handle()) return {};
+  auto prepared = db.prepare(sql);
+  if (!prepared) return prepared.error();
+  stmt = std::move(*prepared);
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<std::optional<std::string>>> Outbox::active_apps() {
+  std::vector<std::optional<std::string>> apps;
+  // Each query is one seek into metrix_outbox_due (its partial-index condition repeated so
+  // the planner can use it): the NULL app first, then each next app_id in order.
+  auto null_app = db_.prepare(
+      "SELECT 1 FROM metrix_outbox WHERE app_id IS NULL AND status IN ('pending', 'sending') LIMIT 1");
+  if (!null_app) return null_app.error();
+  auto has_null = null_app->step();
+  if (!has_null) return has_null.error();
+  if (*has_null) apps.push_back(std::nullopt);
+
+  auto next_app = db_.prepare(
+      "SELECT app_id FROM metrix_outbox WHERE app_id > ?1 AND status IN ('pending', 'sending') "
+      "ORDER BY app_id LIMIT 1");
+  if (!next_app) return next_app.error();
+  std::string after;  // '' sorts before every valid (non-empty) app_id
+  for (;;) {
+    next_app->bind(1, std::string_view(after));
+    auto row = next_app->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    after = next_app->text(0);
+    apps.push_back(after);
+    next_app->reset();
+  }
+  return apps;
+}
+
+Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_id, std::int64_t now,
+                                         std::int64_t lease_ms, int limit) {
+  if (auto s = prepare_once(db_, claim_,
+                            "UPDATE metrix_outbox SET status = 'sending', lease_token = lease_token + 1, "
+                            " next_attempt_at = ?2, "
+                            " event_time = coalesce(event_time, json_extract(payload, '$.eventTime'), created_at) "
+                            "WHERE id = ?1 "
+                            "RETURNING app_id, payload, created_at, event_time, "
+                            " json_type(payload, '$.eventTime') IS NOT NULL, attempts, lease_token");
+      !s) {
+    return s.error();
+  }
+  auto tx = Transaction::begin(db_.handle());
+  if (!tx) return tx.error();
+  auto due = db_.prepare(
+      "SELECT id, status = 'sending' FROM metrix_outbox "
+      "WHERE app_id IS ?1 AND status IN ('pending', 'sending') AND next_attempt_at <= ?2 "
+      "ORDER BY next_attempt_at, id LIMIT ?3");
+  if (!due) return due.error();
+  due->bind(1, app_id).bind(2, now).bind(3, std::int64_t{limit});
+  std::vector<Claim> claims;
+  for (;;) {
+    auto row = due->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    Claim c;
+    c.id = due->int64(0);
+    c.lease_expired = due->int64(1) != 0;
+    claims.push_back(std::move(c));
+  }
+  for (Claim& c : claims) {
+    claim_.bind(1, c.id).bind(2, now + lease_ms);
+    auto row = claim_.step();
+    if (!row) return row.error();
+    if (!*row) return Error{Errc::io, fmt::format("claim: row {} vanished inside the transaction", c.id)};
+    c.app_id = claim_.optional_text(0);
+    c.payload = claim_.text(1);
+    c.created_at = claim_.int64(2);
+    c.event_time = claim_.int64(3);
+    c.payload_has_event_time = claim_.int64(4) != 0;
+    c.attempts = claim_.int64(5);
+    c.lease_token = claim_.int64(6);
+    claim_.reset();
+  }
+  if (auto s = tx->commit(); !s) return s.error();
+  return claims;
+}
+
+Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
+  if (auto s = prepare_once(db_, update_,
+                            "UPDATE metrix_outbox SET status = ?3, attempts = attempts + ?4, next_attempt_at = ?5, "
+                            " last_http_status = ?6, last_error = ?7, sent_at = ?8 "
+                            "WHERE id = ?1 AND lease_token = ?2 AND status = 'sending' RETURNING id");
+      !s) {
+    return s.error();
+  }
+  if (auto s = prepare_once(db_, attempt_,
+                            "INSERT INTO metrix_outbox_attempt "
+                            "(outbox_id, attempt, started_at, finished_at, http_status, error, response) "
+                            "VALUES (?1, (SELECT coalesce(max(attempt), 0) + 1 FROM metrix_outbox_attempt "
+                            " WHERE outbox_id = ?1), ?3, ?4, ?5, ?6, ?7)");
+      !s) {
+    return s.error();
+  }
+  RecordReport report;
+  auto tx = Transaction::begin(db_.handle());
+  if (!tx) return tx.error();
+  for (const Outcome& o : outcomes) {
+    update_.bind(1, o.id).bind(2, o.lease_token).bind(3, std::string_view(row_status_name(o.status)));
+    update_.bind(4, std::int64_t{o.attempted ? 1 : 0}).bind(5, o.next_attempt_at).bind(6, o.http_status);
+    update_.bind(7, o.error.empty() ? std::optional<std::string>() : std::optional<std::string>(o.error));
+    update_.bind(8, o.status == RowStatus::sent ? std::optional<std::int64_t>(o.finished_at) : std::nullopt);
+    auto row = update_.step();
+    if (!row) return row.error();
+    if (!*row) {  // another relay claimed it since: its outcome wins
+      update_.reset();
+      ++report.fenced;
+      continue;
+    }
+    update_.reset();
+    ++report.recorded;
+    if (!o.attempted) continue;
+    // Numbered after the row's last attempt, not from `attempts`, which an operator may reset.
+    attempt_.bind(1, o.id).bind(3, o.started_at).bind(4, o.finished_at).bind(5, o.http_status);
+    attempt_.bind(6, o.error.empty() ? std::optional<std::string>() : std::optional<std::string>(o.error));
+    attempt_.bind(7, o.response.empty() ? std::optional<std::string>() : std::optional<std::string>(o.response));
+    if (auto s = attempt_.run(); !s) return s.error();
+  }
+  if (auto s = tx->commit(); !s) return s.error();
+  return report;
+}
+
+Status Outbox::release(const std::vector<Claim>& claims, std::int64_t now) {
+  if (claims.empty()) return {};
+  auto tx = Transaction::begin(db_.handle());
+  if (!tx) return tx.error();
+  auto stmt = db_.prepare(
+      "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?3 "
+      "WHERE id = ?1 AND lease_token = ?2 AND status = 'sending'");
+  if (!stmt) return stmt.error();
+  for (const Claim& c : claims) {
+    stmt->bind(1, c.id).bind(2, c.lease_token).bind(3, now);
+    if (auto s = stmt->run(); !s) return s;
+  }
+  return tx->commit();
+}
+
+Result<std::optional<std::int64_t>> Outbox::next_due(const std::optional<std::string>& app_id) {
+  auto stmt = db_.prepare(
+      "SELECT next_attempt_at FROM metrix_outbox WHERE app_id IS ?1 AND status IN ('pending', 'sending') "
+      "ORDER BY next_attempt_at LIMIT 1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, app_id);
+  auto row = stmt->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(stmt->int64(0));
+}
+
+Status Outbox::note_unroutable(const std::optional<std::string>& app_id, const std::string& reason) {
+  auto stmt = db_.prepare(
+      "UPDATE metrix_outbox SET last_error = ?2 "
+      "WHERE app_id IS ?1 AND status IN ('pending', 'sending') AND last_error IS NOT ?2");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, app_id).bind(2, std::string_view(reason));
+  return stmt->run();
+}
+
+Result<std::int64_t> Outbox::unfinished_count() {
+  auto stmt = db_.prepare("SELECT count(*) FROM metrix_outbox WHERE status IN ('pending', 'sending')");
+  if (!stmt) return stmt.error();
+  auto row = stmt->step();
+  if (!row) return row.error();
+  return stmt->int64(0);
+}
+
+Result<std::int64_t> Outbox::count_status(RowStatus status) {
+  auto stmt = db_.prepare("SELECT count(*) FROM metrix_outbox WHERE status = ?1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, std::string_view(row_status_name(status)));
+  auto row = stmt->step();
+  if (!row) return row.error();
+  return stmt->int64(0);
+}
+
+Status Outbox::beat(const Heartbeat& h) {
+  auto stmt = db_.prepare(
+      "INSERT INTO metrix_relay_heartbeat (relay_id, host, pid, started_at, beat_at, interval_ms, sent, last_sent_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (relay_id) DO UPDATE SET beat_at = excluded.beat_at, "
+      " sent = excluded.sent, last_sent_at = excluded.last_sent_at");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, std::string_view(h.relay_id)).bind(2, std::string_view(h.host)).bind(3, h.pid);
+  stmt->bind(4, h.started_at).bind(5, h.beat_at).bind(6, h.interval_ms).bind(7, h.sent).bind(8, h.last_sent_at);
+  return stmt->run();
+}
+
+Status Outbox::remove_heartbeat(const std::string& relay_id) {
+  auto stmt = db_.prepare("DELETE FROM metrix_relay_heartbeat WHERE relay_id = ?1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, std::string_view(relay_id));
+  return stmt->run();
+}
+
+Result<std::vector<AppPause>> Outbox::pauses() {
+  auto stmt = db_.prepare("SELECT app_id, reason, since, next_probe_at, interval_ms FROM metrix_app_pause");
+  if (!stmt) return stmt.error();
+  std::vector<AppPause> pauses;
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    pauses.push_back({stmt->text(0), stmt->text(1), stmt->int64(2), stmt->int64(3), stmt->int64(4)});
+  }
+  return pauses;
+}
+
+Status Outbox::save_pause(const AppPause& pause) {
+  auto stmt = db_.prepare(
+      "INSERT INTO metrix_app_pause (app_id, reason, since, next_probe_at, interval_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
+      "ON CONFLICT (app_id) DO UPDATE SET reason = excluded.reason, next_probe_at = excluded.next_probe_at, "
+      " interval_ms = excluded.interval_ms");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, std::string_view(pause.app_id)).bind(2, std::string_view(pause.reason)).bind(3, pause.since);
+  stmt->bind(4, pause.next_probe_at).bind(5, pause.interval_ms);
+  return stmt->run();
+}
+
+Status Outbox::clear_pause(const std::string& app_id) {
+  auto stmt = db_.prepare("DELETE FROM metrix_app_pause WHERE app_id = ?1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, std::string_view(app_id));
+  return stmt->run();
+}
+
+}  // namespace metrix

@@ -1,0 +1,126 @@
+// Outbox: the relay's side of metrix_outbox: claim due rows, record outcomes, hand back
+// claims, keep app pauses. Together with producer.h, the only code that writes the outbox.
+//
+// Every method is one short BEGIN IMMEDIATE transaction (the write lock is held for
+// milliseconds, so a producer committing at the same time waits at most that long).
+// One Outbox per connection, used from one thread.
+//
+// Durability: an outcome is durable once record() returns; a crash before that leaves the
+// row in 'sending' with its lease, and the row is claimed again when the lease expires
+// (at least once: the event may be sent twice, never lost).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "storage/database.h"
+#include "storage/result.h"
+
+namespace metrix {
+
+// A row leased to this relay. `lease_token` fences the outcome: record() and release()
+// only touch the row while it still carries this token.
+struct Claim {
+  std::int64_t id = 0;
+  std::optional<std::string> app_id;  // as stored; NULL means the default app
+  std::string payload;
+  std::int64_t created_at = 0;
+  std::int64_t event_time = 0;        // fixed at the first claim, sent on every attempt
+  bool payload_has_event_time = false;
+  std::int64_t attempts = 0;          // HTTP attempts before this one
+  std::int64_t lease_token = 0;
+  bool lease_expired = false;         // claimed before by a relay that never recorded an outcome
+};
+
+enum class RowStatus { pending, sent, failed, dead, held };
+const char* row_status_name(RowStatus status);
+
+// What happened to one claimed row.
+struct Outcome {
+  std::int64_t id = 0;
+  std::int64_t lease_token = 0;
+  RowStatus status = RowStatus::pending;
+  bool attempted = true;               // an HTTP attempt was made (false: stale, no key)
+  std::int64_t next_attempt_at = 0;    // for pending
+  std::optional<std::int64_t> http_status;
+  std::string error;                   // last_error: error name, transport error or reason
+  std::string response;                // bounded snippet of the answer
+  std::int64_t started_at = 0;
+  std::int64_t finished_at = 0;
+};
+
+struct AppPause {
+  std::string app_id;
+  std::string reason;
+  std::int64_t since = 0;
+  std::int64_t next_probe_at = 0;
+  std::int64_t interval_ms = 0;
+};
+
+// A relay's sign of life in metrix_relay_heartbeat, for status and health checks.
+struct Heartbeat {
+  std::string relay_id;
+  std::string host;
+  std::int64_t pid = 0;
+  std::int64_t started_at = 0;
+  std::int64_t beat_at = 0;
+  std::int64_t interval_ms = 0;
+  std::int64_t sent = 0;
+  std::optional<std::int64_t> last_sent_at;
+};
+
+struct RecordReport {
+  int recorded = 0;
+  int fenced = 0;  // outcomes dropped because another relay claimed the row since
+};
+
+class Outbox {
+ public:
+  explicit Outbox(Database& db) : db_(db) {}
+
+  // The distinct app_id values (NULL included) of rows that are pending or sending.
+  // Index seeks only: cheap at any backlog.
+  Result<std::vector<std::optional<std::string>>> active_apps();
+
+  // Leases up to `limit` due rows of one app until `now + lease_ms`, oldest due first.
+  // Due: pending with next_attempt_at <= now, or sending with an expired lease.
+  // Fixes event_time at the first claim (the payload's eventTime, else created_at).
+  Result<std::vector<Claim>> claim(const std::optional<std::string>& app_id, std::int64_t now, std::int64_t lease_ms,
+                                   int limit);
+
+  // Records outcomes in one transaction: each row's new state, and an attempt row for each
+  // outcome with attempted = true. Rows no longer carrying the outcome's lease token are
+  // left alone and counted as fenced.
+  Result<RecordReport> record(const std::vector<Outcome>& outcomes);
+
+  // Hands claims back unsent (shutdown): pending again, due now.
+  Status release(const std::vector<Claim>& claims, std::int64_t now);
+
+  // When the next row of this app becomes due (pending or sending), if any.
+  Result<std::optional<std::int64_t>> next_due(const std::optional<std::string>& app_id);
+
+  // Notes on every pending row of one app why it is not being sent (e.g. no dev key), in
+  // last_error. No attempt is counted; the rows stay pending.
+  Status note_unroutable(const std::optional<std::string>& app_id, const std::string& reason);
+
+  // Rows that are pending or sending (all apps).
+  Result<std::int64_t> unfinished_count();
+  Result<std::int64_t> count_status(RowStatus status);
+
+  Status beat(const Heartbeat& heartbeat);
+  Status remove_heartbeat(const std::string& relay_id);
+
+  Result<std::vector<AppPause>> pauses();
+  Status save_pause(const AppPause& pause);
+  Status clear_pause(const std::string& app_id);
+
+ private:
+  Database& db_;
+  Statement claim_;
+  Statement update_;
+  Statement attempt_;
+};
+
+}  // namespace metrix

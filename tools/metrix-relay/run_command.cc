@@ -1,0 +1,161 @@
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "relay/config.h"
+#include "relay/relay.h"
+#include "tools/metrix-relay/cli.h"
+
+namespace metrix::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_stop_signal(int) { g_stop.store(true); }
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+// Flag values as typed; durations are parsed after the config file is merged.
+struct RunFlags {
+  std::string config_file, db, endpoint, app_id, dev_key_file, cacert, in_doubt, synchronous;
+  std::string lease, timeout, backoff_base, backoff_max, max_age, pause_interval, pause_max, poll_interval,
+      progress_interval, shutdown_timeout;
+  int concurrency = 0, max_attempts = 0;
+  bool until_idle = false, verbose = false, allow_insecure_http = false;
+};
+
+}  // namespace
+
+void add_run(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("run", "Deliver the outbox to Metrix: claim due rows, POST them, record every outcome");
+  cmd->footer(
+      "The dev key of the default app comes from the environment variable METRIX_DEV_KEY or from\n"
+      "--dev-key-file (a file only its owner can read); it is never a flag value and never printed.\n"
+      "Keys of further apps, and every option above, can be given in a TOML file (--config):\n\n"
+      "  db = \"/var/lib/app/app.db\"\n"
+      "  app-id = \"my-app\"\n"
+      "  dev-key-file = \"/etc/metrix/my-app.key\"\n"
+      "  concurrency = 64\n"
+      "  timeout = \"10s\"\n"
+      "  [apps.\"other-app\"]\n"
+      "  dev-key-file = \"/etc/metrix/other-app.key\"\n\n"
+      "Durations take a unit: ms, s, m, h, d (e.g. 500ms, 30s, 1h30m). Flags win over the file.\n"
+      "SIGINT/SIGTERM: stop claiming, let requests in flight finish (--shutdown-timeout), record them, exit 0.\n"
+      "Exit codes: 0 done, 1 runtime failure or (--until-idle) rows that cannot be delivered because\n"
+      "their app is paused or has no dev key, 2 invalid options.\n\n"
+      "Examples:\n"
+      "  METRIX_DEV_KEY=... metrix-relay run --db app.db --app-id my-app\n"
+      "  metrix-relay run --config /etc/metrix-relay.toml --until-idle");
+  auto f = std::make_shared<RunFlags>();
+  cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one wins
+  cmd->add_option("--config", f->config_file, "TOML file with any of these options and [apps.\"ID\"] keys");
+  cmd->add_option("--db", f->db, "outbox database");
+  cmd->add_option("--endpoint", f->endpoint, "Metrix S2S base URL (default https://analytics.metrix.ir)");
+  cmd->add_option("--app-id", f->app_id, "the Metrix appId of rows whose app_id is NULL");
+  cmd->add_option("--dev-key-file", f->dev_key_file, "file holding the --app-id app's dev key (else METRIX_DEV_KEY)");
+  cmd->add_option("--concurrency", f->concurrency, "requests in flight (default 64)");
+  cmd->add_option("--lease", f->lease, "how long a claimed row is reserved for this relay (default 60s)");
+  cmd->add_option("--timeout", f->timeout, "per request, connection included (default 10s)");
+  cmd->add_option("--backoff-base", f->backoff_base, "first retry delay ceiling (default 1s)");
+  cmd->add_option("--backoff-max", f->backoff_max, "largest retry delay, and the cap on Retry-After (default 5m)");
+  cmd->add_option("--max-attempts", f->max_attempts, "attempts before a row is dead (default 20)");
+  cmd->add_option("--max-age", f->max_age, "rows older than this are not sent but marked dead, 'stale' (default 7d)");
+  cmd->add_option("--pause-interval", f->pause_interval, "first probe interval of an app paused by a 403 (default 60s)");
+  cmd->add_option("--pause-max", f->pause_max, "largest probe interval of a paused app (default 1h)");
+  cmd->add_option("--poll-interval", f->poll_interval, "how often an idle relay looks for new rows (default 100ms)");
+  cmd->add_option("--progress-interval", f->progress_interval, "how often a progress line is logged (default 10s)");
+  cmd->add_option("--shutdown-timeout", f->shutdown_timeout, "how long requests in flight may finish at shutdown (default 15s)");
+  cmd->add_option("--in-doubt", f->in_doubt,
+                  "resend (default): send again a request that may have arrived without an answer (a duplicate is "
+                  "possible); hold: mark such rows 'held' for an operator (a gap is possible)");
+  cmd->add_option("--synchronous", f->synchronous, "full (default) or normal: SQLite's fsync policy for outcomes");
+  cmd->add_option("--cacert", f->cacert, "extra CA certificate (PEM) to trust for https, besides the system's");
+  cmd->add_flag("--until-idle", f->until_idle, "exit once no row is pending or sending");
+  cmd->add_flag("--allow-insecure-http", f->allow_insecure_http, "allow plain http to a host that is not loopback");
+  cmd->add_flag("-v,--verbose", f->verbose, "log every retry, failure and probe");
+
+  cmd->callback([f, cmd, &exit_code] {
+    RelayConfig config;
+    std::map<std::string, bool> given;
+    for (const char* name : {"db", "endpoint", "app-id", "dev-key-file", "concurrency", "lease", "timeout",
+                             "backoff-base", "backoff-max", "max-attempts", "max-age", "pause-interval", "pause-max",
+                             "poll-interval", "progress-interval", "shutdown-timeout", "in-doubt", "synchronous",
+                             "cacert", "until-idle", "allow-insecure-http", "verbose"}) {
+      given[name] = cmd->count(std::string("--") + name) > 0;
+    }
+    auto invalid = [&](const Error& e) { exit_code = fail(Error{Errc::invalid_argument, e.message}); };
+    auto duration = [&](const std::string& flag, const std::string& text, std::int64_t& out) -> bool {
+      if (!given[flag]) return true;
+      auto ms = parse_duration_ms(text);
+      if (!ms) {
+        invalid(Error{Errc::invalid_argument, "--" + flag + ": " + ms.error().message});
+        return false;
+      }
+      out = *ms;
+      return true;
+    };
+    if (given["db"]) config.db_path = f->db;
+    if (given["endpoint"]) config.endpoint = f->endpoint;
+    if (given["app-id"]) config.default_app_id = f->app_id;
+    if (given["cacert"]) config.cacert = f->cacert;
+    if (given["concurrency"]) config.concurrency = f->concurrency;
+    if (given["max-attempts"]) config.max_attempts = f->max_attempts;
+    if (given["until-idle"]) config.until_idle = f->until_idle;
+    if (given["verbose"]) config.verbose = f->verbose;
+    if (given["allow-insecure-http"]) config.allow_insecure_http = f->allow_insecure_http;
+    if (given["in-doubt"]) {
+      if (f->in_doubt == "resend") config.in_doubt = InDoubtPolicy::resend;
+      else if (f->in_doubt == "hold") config.in_doubt = InDoubtPolicy::hold;
+      else return invalid(Error{Errc::invalid_argument, "--in-doubt must be resend or hold"});
+    }
+    if (given["synchronous"]) {
+      if (f->synchronous == "full") config.synchronous = Synchronous::full;
+      else if (f->synchronous == "normal") config.synchronous = Synchronous::normal;
+      else return invalid(Error{Errc::invalid_argument, "--synchronous must be full or normal"});
+    }
+    if (!duration("lease", f->lease, config.lease_ms) || !duration("timeout", f->timeout, config.timeout_ms) ||
+        !duration("backoff-base", f->backoff_base, config.backoff_base_ms) ||
+        !duration("backoff-max", f->backoff_max, config.backoff_max_ms) ||
+        !duration("max-age", f->max_age, config.max_age_ms) ||
+        !duration("pause-interval", f->pause_interval, config.pause_interval_ms) ||
+        !duration("pause-max", f->pause_max, config.pause_max_ms) ||
+        !duration("poll-interval", f->poll_interval, config.poll_interval_ms) ||
+        !duration("progress-interval", f->progress_interval, config.progress_interval_ms) ||
+        !duration("shutdown-timeout", f->shutdown_timeout, config.shutdown_timeout_ms)) {
+      return;
+    }
+    // The default app's key: --dev-key-file, else METRIX_DEV_KEY.
+    if (config.default_app_id) {
+      if (given["dev-key-file"]) {
+        auto key = read_key_file(f->dev_key_file);
+        if (!key) return invalid(key.error());
+        config.dev_keys[*config.default_app_id] = *key;
+      } else if (const char* env = std::getenv("METRIX_DEV_KEY"); env && *env) {
+        config.dev_keys[*config.default_app_id] = env;
+      }
+    } else if (given["dev-key-file"]) {
+      return invalid(Error{Errc::invalid_argument, "--dev-key-file needs --app-id (the app the key belongs to)"});
+    }
+    if (!f->config_file.empty()) {
+      if (auto s = apply_config_file(f->config_file, given, config); !s) return invalid(s.error());
+      if (config.default_app_id && !config.dev_keys.count(*config.default_app_id)) {
+        if (const char* env = std::getenv("METRIX_DEV_KEY"); env && *env) config.dev_keys[*config.default_app_id] = env;
+      }
+    }
+    if (auto s = validate(config); !s) return invalid(s.error());
+    install_stop_handlers();
+    exit_code = run_relay(config, g_stop);
+  });
+}
+
+}  // namespace metrix::cli
