@@ -34,8 +34,10 @@ CREATE TABLE metrix_outbox (
 -- The relay's claim: due rows of one app, in due order (then id), read straight off the index.
 CREATE INDEX metrix_outbox_due ON metrix_outbox (app_id, next_attempt_at, id)
   WHERE status IN ('pending', 'sending');
--- Audits: by status and age, by creation time, by slug.
-CREATE INDEX metrix_outbox_status ON metrix_outbox (status, created_at);
+-- Audits: finished rows by status and age (pending and sending rows are in metrix_outbox_due;
+-- leaving them out here spares the relay two index writes per claim), by creation time, by slug.
+CREATE INDEX metrix_outbox_status ON metrix_outbox (status, created_at)
+  WHERE status IN ('sent', 'failed', 'dead', 'held');
 CREATE INDEX metrix_outbox_created ON metrix_outbox (created_at);
 CREATE INDEX metrix_outbox_slug ON metrix_outbox (event_slug, created_at);
 

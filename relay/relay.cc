@@ -1,6 +1,7 @@
 #include "relay/relay.h"
 
 #include <algorithm>
+#include <deque>
 #include <cctype>
 #include <map>
 #include <memory>
@@ -67,32 +68,39 @@ struct AppState {
   std::int64_t slow_until = 0;    // 429/503: no new claims before this
 };
 
-struct InFlight {
-  Claim claim;
-  AppState* app = nullptr;
-  bool probe = false;
-};
-
 class Relay {
  public:
   Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, const std::atomic<bool>& stop)
-      : config_(config), outbox_(db), http_(std::move(http)), stop_(stop), rng_(std::random_device{}()) {}
+      : config_(config), db_(db), outbox_(db), http_(std::move(http)), stop_(stop), rng_(std::random_device{}()) {}
 
   int run(RelayReport* report);
 
  private:
+  // A claimed row waiting for a free request slot.
+  struct Ready {
+    Claim claim;
+    AppState* app;
+    bool probe;
+  };
+
   AppState& app_for(const std::optional<std::string>& app_value);
-  Status claim_round(std::int64_t now, int& claimed);
-  void send(Claim claim, AppState& app, bool probe);
+  Status claim_round(std::int64_t now, int limit, std::vector<Outcome>& settled);
+  // Records the answered outcomes and claims up to `claim_limit` rows, in one transaction.
+  Status write_round(std::int64_t now, int claim_limit, int& claimed);
+  void send_ready(std::int64_t now);
+  void send(Ready ready);
+  // Gives a claimed row back without an attempt (shutdown, paused app): pending, due at `due`.
+  void hand_back(const Claim& claim, std::int64_t now, std::int64_t due);
   void on_answer(const HttpResult& result);
   void pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now);
   void resume_app(AppState& app, std::int64_t now);
-  Status flush();
   std::optional<std::string> blocked_reason();
   void progress(std::int64_t now, bool final);
+  void add_outcome(Outcome o);
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   const RelayConfig& config_;
+  Database& db_;
   Outbox outbox_;
   std::unique_ptr<HttpClient> http_;
   const std::atomic<bool>& stop_;
@@ -100,15 +108,19 @@ class Relay {
 
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
   std::map<std::string, AppPause> stored_pauses_;
-  std::unordered_map<std::uint64_t, InFlight> in_flight_;
+  std::deque<Ready> ready_;                                // claimed, not yet sent, oldest first
+  std::unordered_map<std::uint64_t, Ready> in_flight_;     // by request tag
   std::uint64_t next_tag_ = 1;
-  std::vector<Outcome> outcomes_;       // answered, not yet committed
+  std::vector<Outcome> outcomes_;       // decided, not yet committed
   std::int64_t oldest_outcome_at_ = 0;
-  std::int64_t storage_retry_at_ = 0;   // after a storage error: no claims, flush retried then
+  std::int64_t storage_retry_at_ = 0;   // after a storage error: no writes before this
   RelayReport stats_;
   std::int64_t last_progress_at_ = 0;
   std::int64_t last_progress_done_ = 0;
   Heartbeat heartbeat_;
+  std::int64_t write_lock_us_ = 0;  // since the last progress line
+  std::int64_t last_write_lock_us_ = 0;
+  std::int64_t write_rounds_ = 0;
 };
 
 AppState& Relay::app_for(const std::optional<std::string>& app_value) {
@@ -135,13 +147,11 @@ AppState& Relay::app_for(const std::optional<std::string>& app_value) {
   return *apps_.emplace(id, std::move(app)).first->second;
 }
 
-Status Relay::claim_round(std::int64_t now, int& claimed) {
-  claimed = 0;
+Status Relay::claim_round(std::int64_t now, int limit, std::vector<Outcome>& settled) {
   auto active = outbox_.active_apps();
   if (!active) return active.error();
-  int free = config_.concurrency - static_cast<int>(http_->in_flight());
   for (const auto& app_value : *active) {
-    if (free <= 0) break;
+    if (limit <= 0) break;
     AppState& app = app_for(app_value);
     if (!app.headers) {
       if (!app.reported_unroutable) {
@@ -151,19 +161,19 @@ Status Relay::claim_round(std::int64_t now, int& claimed) {
       }
       continue;
     }
-    int limit = free;
+    int app_limit = limit;
     bool probe = false;
     if (app.pause) {
       if (app.probe_in_flight || now < app.pause->next_probe_at) continue;
-      limit = 1;
+      app_limit = 1;  // one probe per pause interval
       probe = true;
     } else if (now < app.slow_until) {
       continue;
     }
-    auto claims = outbox_.claim(app_value, now, config_.lease_ms, limit);
+    auto claims = outbox_.claim(app_value, now, config_.lease_ms, app_limit);
     if (!claims) return claims.error();
     for (Claim& c : *claims) {
-      ++claimed;
+      --limit;
       Outcome o;
       o.id = c.id;
       o.lease_token = c.lease_token;
@@ -172,41 +182,128 @@ Status Relay::claim_round(std::int64_t now, int& claimed) {
       if (now - c.created_at > config_.max_age_ms) {
         o.status = RowStatus::dead;
         o.error = fmt::format("stale: older than --max-age {}", describe_ms(config_.max_age_ms));
-        ++stats_.dead;
       } else if (c.lease_expired && config_.in_doubt == InDoubtPolicy::hold) {
         o.status = RowStatus::held;
         o.error = "in doubt: a relay claimed it and stopped before recording an answer";
-        ++stats_.held;
       } else {
-        --free;
-        send(std::move(c), app, probe);
+        if (probe) app.probe_in_flight = true;
+        ready_.push_back(Ready{std::move(c), &app, probe});
         continue;
       }
-      if (outcomes_.empty()) oldest_outcome_at_ = now;
-      outcomes_.push_back(std::move(o));
+      settled.push_back(std::move(o));
     }
   }
   return {};
 }
 
-void Relay::send(Claim claim, AppState& app, bool probe) {
+Status Relay::write_round(std::int64_t now, int claim_limit, int& claimed) {
+  claimed = 0;
+  std::vector<Outcome> settled;  // claimed rows decided without a request (stale, in doubt)
+  const size_t ready_before = ready_.size();
+  auto undo_claims = [&] {
+    // The transaction rolled back: rows claimed in it are not ours. Forget them.
+    for (size_t i = ready_.size(); i > ready_before; --i) {
+      if (ready_.back().probe) ready_.back().app->probe_in_flight = false;
+      ready_.pop_back();
+    }
+  };
+  // One short write transaction for both: the fewer times the relay takes the write lock,
+  // the less a producer committing beside it waits.
+  auto tx = Transaction::begin(db_.handle());
+  if (!tx) return tx.error();
+  // From here to the end of the scope this relay holds the write lock: measured for pacing
+  // and for the progress line.
+  struct LockTimer {
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::int64_t& last_us;
+    std::int64_t& total_us;
+    ~LockTimer() {
+      last_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+      total_us += last_us;
+    }
+  } timer{.last_us = last_write_lock_us_, .total_us = write_lock_us_};
+  ++write_rounds_;
+  RecordReport recorded;
+  if (!outcomes_.empty()) {
+    auto report = outbox_.record(outcomes_);
+    if (!report) return report.error();
+    recorded = *report;
+  }
+  if (claim_limit > 0) {
+    if (auto s = claim_round(now, claim_limit, settled); !s) {
+      undo_claims();
+      return s;
+    }
+    if (!settled.empty()) {
+      if (auto report = outbox_.record(settled); !report) {
+        undo_claims();
+        return report.error();
+      }
+    }
+  }
+  if (auto s = tx->commit(); !s) {
+    undo_claims();
+    return s;
+  }
+  if (recorded.fenced) {
+    stats_.fenced += recorded.fenced;
+    log::info("{} outcomes not recorded: their rows were claimed again after this relay's lease expired",
+              recorded.fenced);
+  }
+  outcomes_.clear();
+  for (const Outcome& o : settled) (o.status == RowStatus::dead ? stats_.dead : stats_.held)++;
+  claimed = static_cast<int>(ready_.size() - ready_before + settled.size());
+  return {};
+}
+
+void Relay::add_outcome(Outcome o) {
+  if (outcomes_.empty()) oldest_outcome_at_ = o.finished_at;
+  outcomes_.push_back(std::move(o));
+}
+
+void Relay::hand_back(const Claim& claim, std::int64_t now, std::int64_t due) {
+  Outcome o;
+  o.id = claim.id;
+  o.lease_token = claim.lease_token;
+  o.status = RowStatus::pending;
+  o.attempted = false;
+  o.started_at = o.finished_at = now;
+  o.next_attempt_at = due;
+  add_outcome(std::move(o));
+}
+
+void Relay::send_ready(std::int64_t now) {
+  // Sent only after the claim committed (write_round): a claim that rolled back is not ours.
+  size_t n = ready_.size();
+  for (size_t i = 0; i < n && http_->in_flight() < static_cast<size_t>(config_.concurrency); ++i) {
+    Ready r = std::move(ready_.front());
+    ready_.pop_front();
+    if (r.app->pause && !r.probe) {
+      hand_back(r.claim, now, r.app->pause->next_probe_at);  // paused after it was claimed
+    } else if (now < r.app->slow_until && !r.probe) {
+      ready_.push_back(std::move(r));  // the app asked for less traffic: keep it for later
+    } else {
+      send(std::move(r));
+    }
+  }
+}
+
+void Relay::send(Ready ready) {
   HttpRequest request;
   request.tag = next_tag_++;
-  request.url = app.url;
-  request.body = request_body(claim);
-  request.headers = app.headers.get();
+  request.url = ready.app->url;
+  request.body = request_body(ready.claim);
+  request.headers = ready.app->headers.get();
   std::uint64_t tag = request.tag;
   if (auto s = http_->send(std::move(request)); !s) {
     // Could not even start the request: the row stays leased and is retried after its lease.
-    log::info("cannot start a request for row {}: {}", claim.id, s.error().message);
+    log::info("cannot start a request for row {}: {}", ready.claim.id, s.error().message);
+    if (ready.probe) ready.app->probe_in_flight = false;
     return;
   }
   ++stats_.requests;
-  if (probe) {
-    app.probe_in_flight = true;
-    log::detail("app {}: probing with row {}", app.id, claim.id);
-  }
-  in_flight_.emplace(tag, InFlight{std::move(claim), &app, probe});
+  if (ready.probe) log::detail("app {}: probing with row {}", ready.app->id, ready.claim.id);
+  in_flight_.emplace(tag, std::move(ready));
 }
 
 void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now) {
@@ -237,7 +334,7 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
 void Relay::on_answer(const HttpResult& result) {
   auto it = in_flight_.find(result.tag);
   if (it == in_flight_.end()) return;
-  InFlight flight = std::move(it->second);
+  Ready flight = std::move(it->second);
   in_flight_.erase(it);
   AppState& app = *flight.app;
   if (flight.probe) app.probe_in_flight = false;
@@ -301,20 +398,7 @@ void Relay::on_answer(const HttpResult& result) {
       break;
     }
   }
-  if (outcomes_.empty()) oldest_outcome_at_ = now;
-  outcomes_.push_back(std::move(o));
-}
-
-Status Relay::flush() {
-  if (outcomes_.empty()) return {};
-  auto report = outbox_.record(outcomes_);
-  if (!report) return report.error();
-  if (report->fenced) {
-    stats_.fenced += report->fenced;
-    log::info("{} outcomes not recorded: their rows were claimed again after this relay's lease expired", report->fenced);
-  }
-  outcomes_.clear();
-  return {};
+  add_outcome(std::move(o));
 }
 
 std::optional<std::string> Relay::blocked_reason() {
@@ -341,10 +425,13 @@ void Relay::progress(std::int64_t now, bool final) {
   double seconds = std::max<double>(1, static_cast<double>(now - last_progress_at_)) / 1000.0;
   auto backlog = outbox_.unfinished_count();
   log::info("{}: sent {}, failed {}, dead {}, held {}, retrying {}, in flight {}, backlog {}, {:.0f} events/s, "
-            "{} requests over {} connections",
+            "{} requests over {} connections, {} writes holding the lock {:.1f}% of the time",
             final ? "finished" : "progress", stats_.sent, stats_.failed, stats_.dead, stats_.held, stats_.retried,
             http_->in_flight(), backlog ? std::to_string(*backlog) : "?",
-            static_cast<double>(done - last_progress_done_) / seconds, stats_.requests, http_->connections_opened());
+            static_cast<double>(done - last_progress_done_) / seconds, stats_.requests, http_->connections_opened(),
+            write_rounds_, static_cast<double>(write_lock_us_) / (seconds * 10'000.0));
+  write_lock_us_ = 0;
+  write_rounds_ = 0;
   last_progress_at_ = now;
   last_progress_done_ = done;
   heartbeat_.beat_at = now;
@@ -374,8 +461,12 @@ int Relay::run(RelayReport* report) {
   heartbeat_.interval_ms = config_.progress_interval_ms;
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
-  const std::int64_t claim_batch = std::max(1, config_.concurrency / 8);
+
+  // Claimed rows kept ready beyond the requests in flight, so that one write transaction per
+  // commit interval can feed every request slot: the window bounds how many rows are leased.
+  const int window = config_.concurrency + std::max(512, config_.concurrency);
   std::int64_t next_claim_at = 0;
+  std::int64_t next_write_allowed = 0;
   std::int64_t stop_deadline = 0;
   int exit_code = 0;
 
@@ -385,11 +476,12 @@ int Relay::run(RelayReport* report) {
       stop_deadline = now + config_.shutdown_timeout_ms;
       log::info("stopping: no new claims; waiting up to {} for {} requests in flight",
                 describe_ms(config_.shutdown_timeout_ms), http_->in_flight());
+      for (const Ready& r : ready_) hand_back(r.claim, now, now);  // unsent claims go back
+      ready_.clear();
     }
     if (stop_deadline) {
       if (http_->in_flight() == 0) break;
       if (now >= stop_deadline) {
-        std::vector<Claim> unanswered;
         for (std::uint64_t tag : http_->abort_all()) {
           auto it = in_flight_.find(tag);
           if (it == in_flight_.end()) continue;
@@ -401,39 +493,24 @@ int Relay::run(RelayReport* report) {
             o.attempted = false;
             o.started_at = o.finished_at = o.next_attempt_at = now;
             o.error = "in doubt: the relay stopped before the answer came";
-            outcomes_.push_back(std::move(o));
+            ++stats_.held;
+            add_outcome(std::move(o));
           } else {
-            unanswered.push_back(std::move(it->second.claim));
+            hand_back(it->second.claim, now, now);
           }
         }
+        log::info("shutdown deadline passed: {} requests abandoned without an answer (in doubt)", in_flight_.size());
         in_flight_.clear();
-        log::info("shutdown deadline passed: {} requests abandoned without an answer; they will be sent again",
-                  unanswered.size());
-        if (auto s = outbox_.release(unanswered, now); !s) log::info("cannot hand back claims: {}", s.error().message);
         break;
-      }
-    } else if (now >= next_claim_at && now >= storage_retry_at_ &&
-               config_.concurrency - static_cast<std::int64_t>(http_->in_flight()) >= claim_batch) {
-      int claimed = 0;
-      if (auto s = claim_round(now, claimed); !s) {
-        log::info("cannot claim rows: {}; retrying in 1s", s.error().message);
-        storage_retry_at_ = now + 1000;
-      } else if (claimed == 0) {
-        next_claim_at = now + config_.poll_interval_ms;
-        if (config_.until_idle && http_->in_flight() == 0 && outcomes_.empty()) {
-          auto unfinished = outbox_.unfinished_count();
-          if (unfinished && *unfinished == 0) break;
-          if (auto reason = blocked_reason()) {
-            log::info("cannot finish: {} rows wait: {}", unfinished ? *unfinished : -1, *reason);
-            exit_code = 1;
-            break;
-          }
-        }
       }
     }
 
-    int wait_ms = http_->in_flight() ? 5 : static_cast<int>(std::clamp<std::int64_t>(next_claim_at - now, 0, 50));
-    if (!outcomes_.empty()) wait_ms = std::min(wait_ms, 2);
+    send_ready(now);
+    std::int64_t next_write_at = (!outcomes_.empty() || (!stop_deadline && ready_.size() < size_t(window / 2)))
+                                     ? std::max(next_write_allowed, next_claim_at)
+                                     : now + 50;
+    if (!outcomes_.empty()) next_write_at = std::min(next_write_at, next_write_allowed);
+    int wait_ms = static_cast<int>(std::clamp<std::int64_t>(next_write_at - now, 0, 50));
     auto results = http_->poll(wait_ms);
     if (!results) {
       log::info("http: {}", results.error().message);
@@ -442,20 +519,60 @@ int Relay::run(RelayReport* report) {
     }
     for (const auto& r : *results) on_answer(r);
     now = now_ms();
-    // Commit outcomes within milliseconds: the fewer answered-but-unrecorded rows, the fewer
-    // duplicates a crash can cause. Batching keeps the write lock short and rare.
-    if (!outcomes_.empty() && now >= storage_retry_at_ &&
-        (outcomes_.size() >= 256 || now - oldest_outcome_at_ >= 5 || http_->in_flight() == 0 || stop_deadline)) {
-      if (auto s = flush(); !s) {
-        log::info("cannot record {} outcomes: {}; claims paused, retrying in 1s", outcomes_.size(), s.error().message);
+    send_ready(now);
+
+    // One write transaction per commit interval at most: outcomes are durable within
+    // milliseconds (the duplicate window after a crash), and the write lock stays free for
+    // producers nearly all the time. An idle relay with nothing to send claims at once.
+    bool starving = http_->in_flight() == 0 && ready_.empty();
+    bool interval_passed = now >= next_write_allowed;
+    int claim_limit = 0;
+    if (!stop_deadline && now >= next_claim_at && ready_.size() < size_t(window / 2)) {
+      claim_limit = window - static_cast<int>(ready_.size() + http_->in_flight());
+    }
+    bool write = (!outcomes_.empty() && (interval_passed || starving || stop_deadline || outcomes_.size() >= 1024)) ||
+                 (claim_limit > 0 && (interval_passed || starving));
+    if (write && now >= storage_retry_at_) {
+      int claimed = 0;
+      if (auto s = write_round(now, claim_limit, claimed); !s) {
+        if (s.error().code == Errc::schema) {
+          // A corrupt or replaced database file: waiting will not mend it, and writing more
+          // could make it worse. Stop; rows in flight are sent again after their lease.
+          log::info("stopping: the database is damaged: {}; check it with 'PRAGMA integrity_check'",
+                    s.error().message);
+          exit_code = 1;
+          break;
+        }
+        log::info("cannot write to the outbox ({} outcomes waiting): {}; retrying in 1s", outcomes_.size(),
+                  s.error().message);
         storage_retry_at_ = now + 1000;
+      } else {
+        // Pace the writes: after a write that held the lock for d, wait at least 4·d, so the
+        // relay holds the write lock at most a fifth of the time however fast it drains, and a
+        // producer's commit never waits long.
+        next_write_allowed = now_ms() + std::max(config_.commit_interval_ms, 4 * last_write_lock_us_ / 1000);
+        if (claim_limit > 0 && claimed == 0) {
+          next_claim_at = now + config_.poll_interval_ms;
+          if (config_.until_idle && starving && outcomes_.empty()) {
+            auto unfinished = outbox_.unfinished_count();
+            if (unfinished && *unfinished == 0) break;
+            if (auto reason = blocked_reason()) {
+              log::info("cannot finish: {} rows wait: {}", unfinished ? *unfinished : -1, *reason);
+              exit_code = 1;
+              break;
+            }
+          }
+        }
       }
     }
     progress(now, false);
   }
 
+  for (const Ready& r : ready_) hand_back(r.claim, now_ms(), now_ms());
+  ready_.clear();
   for (int tries = 0; !outcomes_.empty(); ++tries) {
-    if (auto s = flush(); !s) {
+    int claimed = 0;
+    if (auto s = write_round(now_ms(), 0, claimed); !s) {
       if (tries >= 10) {
         log::info("giving up on recording {} outcomes: {}; those rows stay 'sending' and are sent again after their lease",
                   outcomes_.size(), s.error().message);

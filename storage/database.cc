@@ -198,6 +198,7 @@ Result<Statement> Database::prepare(std::string_view sql) {
 }
 
 Result<Transaction> Transaction::begin(sqlite3* db) {
+  if (!sqlite3_get_autocommit(db)) return Transaction(nullptr);  // join the open transaction
   int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return sqlite_error(db, rc, "begin transaction");
   return Transaction(db);
@@ -208,6 +209,7 @@ Transaction::~Transaction() {
 }
 
 Status Transaction::commit() {
+  if (!db_) return {};
   int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return sqlite_error(db_, rc, "commit");
   db_ = nullptr;

@@ -92,6 +92,8 @@ class Database {
 
 // BEGIN IMMEDIATE ... COMMIT. The destructor rolls back unless commit() succeeded.
 // Takes the write lock at begin, so it never fails later with a busy upgrade.
+// Inside a transaction that is already open, it joins it: commit() and the destructor do
+// nothing, and the outer transaction decides (so several steps can share one write).
 class Transaction {
  public:
   static Result<Transaction> begin(sqlite3* db);

@@ -42,7 +42,7 @@ struct Outcome {
   std::int64_t id = 0;
   std::int64_t lease_token = 0;
   RowStatus status = RowStatus::pending;
-  bool attempted = true;               // an HTTP attempt was made (false: stale, no key)
+  bool attempted = true;               // an HTTP attempt was made (false: stale, in doubt, handed back)
   std::int64_t next_attempt_at = 0;    // for pending
   std::optional<std::int64_t> http_status;
   std::string error;                   // last_error: error name, transport error or reason
@@ -95,9 +95,6 @@ class Outbox {
   // left alone and counted as fenced.
   Result<RecordReport> record(const std::vector<Outcome>& outcomes);
 
-  // Hands claims back unsent (shutdown): pending again, due now.
-  Status release(const std::vector<Claim>& claims, std::int64_t now);
-
   // When the next row of this app becomes due (pending or sending), if any.
   Result<std::optional<std::int64_t>> next_due(const std::optional<std::string>& app_id);
 
@@ -118,6 +115,7 @@ class Outbox {
 
  private:
   Database& db_;
+  Statement due_;
   Statement claim_;
   Statement update_;
   Statement attempt_;

@@ -92,19 +92,36 @@ TEST_CASE("a payload's own eventTime is kept and sent unchanged") {
   CHECK((*claims)[0].event_time == 1570274953412);
 }
 
-TEST_CASE("release hands claims back as pending and due") {
+TEST_CASE("a claim handed back without an attempt is pending again and keeps its last answer") {
   TempDir dir;
-  test::make_outbox(dir.db(), 2);
+  test::make_outbox(dir.db(), 1);
   auto db = Database::open(dir.db());
   REQUIRE(db);
   Outbox outbox(*db);
-  auto claims = outbox.claim(std::nullopt, now_ms(), 60000, 2);
-  REQUIRE(claims);
-  REQUIRE(outbox.release(*claims, now_ms()));
-  CHECK(test::count_status(dir.db(), "pending") == 2);
-  auto again = outbox.claim(std::nullopt, now_ms(), 60000, 2);
+  auto first = outbox.claim(std::nullopt, now_ms(), 60000, 1);
+  REQUIRE(first);
+  Outcome failed_once;
+  failed_once.id = 1;
+  failed_once.lease_token = (*first)[0].lease_token;
+  failed_once.status = RowStatus::pending;
+  failed_once.http_status = 503;
+  failed_once.error = "http 503";
+  REQUIRE(outbox.record({failed_once}));
+  auto second = outbox.claim(std::nullopt, now_ms(), 60000, 1);
+  REQUIRE(second);
+  REQUIRE(second->size() == 1);
+  Outcome handed_back;
+  handed_back.id = 1;
+  handed_back.lease_token = (*second)[0].lease_token;
+  handed_back.status = RowStatus::pending;
+  handed_back.attempted = false;
+  REQUIRE(outbox.record({handed_back}));
+  CHECK(test::text(dir.db(), "SELECT status || ' ' || attempts || ' ' || last_http_status || ' ' || last_error "
+                             "FROM metrix_outbox") == "pending 1 503 http 503");
+  CHECK(test::scalar(dir.db(), "SELECT count(*) FROM metrix_outbox_attempt") == 1);
+  auto again = outbox.claim(std::nullopt, now_ms(), 60000, 1);
   REQUIRE(again);
-  CHECK(again->size() == 2);
+  CHECK(again->size() == 1);
 }
 
 TEST_CASE("active apps lists every app with unfinished rows, the NULL app included") {
