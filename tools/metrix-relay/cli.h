@@ -30,5 +30,6 @@ Result<Database> open_outbox(const std::string& path, const OpenOptions& options
 void add_migrate(CLI::App& app, int& exit_code);
 void add_enqueue(CLI::App& app, int& exit_code);
 void add_run(CLI::App& app, int& exit_code);
+void add_check(CLI::App& app, int& exit_code);
 
 }  // namespace metrix::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   metrix::cli::add_migrate(app, exit_code);
   metrix::cli::add_enqueue(app, exit_code);
   metrix::cli::add_run(app, exit_code);
+  metrix::cli::add_check(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,40 @@
+// check: an fsck for the outbox. Read-only unless asked to repair; every finding says what
+// it means and what to do.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "storage/database.h"
+#include "storage/result.h"
+
+namespace metrix {
+
+struct CheckFinding {
+  enum class Level { ok, warning, error };
+  Level level = Level::ok;
+  std::string check;    // e.g. "integrity", "schema", "leases", "wal", "heartbeats"
+  std::string message;
+};
+
+struct CheckReport {
+  std::vector<CheckFinding> findings;
+  std::int64_t expired_leases = 0;     // rows in 'sending' whose lease has expired
+  std::int64_t stale_heartbeats = 0;   // relays that stopped without removing their heartbeat
+  std::int64_t wal_bytes = 0;
+  bool repaired = false;
+  bool healthy() const;
+};
+
+// Checks the database at `path`: PRAGMA integrity_check (or quick_check), the schema version
+// and migration checksums, rows stuck in 'sending' with expired leases, stale relay
+// heartbeats, the WAL size. Opens read-only and writes nothing.
+Result<CheckReport> check_outbox(const std::string& path, bool quick, std::int64_t now_ms);
+
+// What can be repaired safely, when integrity and schema are fine: rows with expired leases go
+// back to 'pending' (a relay would claim them again anyway; at least once), stale heartbeats
+// are removed, and the WAL is checkpointed and truncated. Refuses a damaged database.
+Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now_ms);
+
+}  // namespace metrix

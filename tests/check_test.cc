@@ -1,0 +1,115 @@
+// metrix-relay check: the outbox fsck, through the built binary, on healthy, interrupted
+// and damaged databases.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "tests/outbox_fixture.h"
+#include "tests/support/fake_metrix.h"
+
+using namespace metrix::test;
+using namespace std::chrono_literals;
+
+namespace {
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+TEST_CASE("check passes a healthy outbox and writes nothing") {
+  TempDir dir;
+  make_outbox(dir.db(), 10);
+  auto before = file_bytes(dir.db());
+  auto r = run({relay_binary(), "check", "--db", dir.db()});
+  CHECK_MESSAGE(r.exit_code == 0, r.out << r.err);
+  CHECK(r.out.find("integrity_check: ok") != std::string::npos);
+  CHECK(r.out.find("migration checksums match") != std::string::npos);
+  CHECK(file_bytes(dir.db()) == before);
+  bool wal_written = std::filesystem::exists(dir.db() + "-wal") && std::filesystem::file_size(dir.db() + "-wal") > 0;
+  CHECK_FALSE(wal_written);
+}
+
+TEST_CASE("after a killed relay, check finds the expired leases and --repair releases them") {
+  TempDir dir;
+  make_outbox(dir.db(), 2000);
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "200"}), fake_env());
+  auto relay = Process::start(relay_args(dir.db(), fake.url(), {"--lease", "2s", "--timeout", "500ms", "--shutdown-timeout",
+                                                                "1s", "--concurrency", "16"}),
+                              relay_env());
+  REQUIRE(fake.wait_for_accepted(10, 20s));
+  relay.kill(SIGKILL);
+  relay.wait(5s);
+  auto sending = count_status(dir.db(), "sending");
+  REQUIRE(sending > 0);
+  std::this_thread::sleep_for(3500ms);  // the lease (2s) and three heartbeat intervals (1s) pass
+
+  auto found = run({relay_binary(), "check", "--db", dir.db(), "--json"});
+  CHECK(found.exit_code == 1);
+  auto report = nlohmann::json::parse(found.out);
+  CHECK(report["expired_leases"] == sending);
+  CHECK(report["stale_heartbeats"] == 1);
+  CHECK(report["healthy"] == false);
+  CHECK(count_status(dir.db(), "sending") == sending);  // check alone changed nothing
+
+  auto repaired = run({relay_binary(), "check", "--db", dir.db(), "--repair"});
+  CHECK_MESSAGE(repaired.exit_code == 0, repaired.out << repaired.err);
+  CHECK(count_status(dir.db(), "sending") == 0);
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE last_error LIKE 'lease expired: released by%'") == sending);
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_relay_heartbeat") == 0);
+  CHECK(run({relay_binary(), "check", "--db", dir.db()}).exit_code == 0);
+}
+
+TEST_CASE("a corrupted database is reported, not repaired, and not written") {
+  TempDir dir;
+  make_outbox(dir.db(), 3000);
+  {
+    // Overwrite a stretch in the middle of the file with garbage, as a bad disk would.
+    std::fstream f(dir.db(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(dir.db()) / 2));
+    std::string garbage(8192, '\x5a');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  auto before = file_bytes(dir.db());
+  auto r = run({relay_binary(), "check", "--db", dir.db()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("error    integrity") != std::string::npos);
+  auto repair = run({relay_binary(), "check", "--db", dir.db(), "--repair"});
+  CHECK(repair.exit_code == 1);
+  CHECK(file_bytes(dir.db()) == before);
+  // The relay refuses to run on it rather than make it worse.
+  auto relay = run(relay_args(dir.db(), "http://127.0.0.1:9", {"--until-idle"}), {}, relay_env());
+  CHECK(relay.exit_code == 1);
+}
+
+TEST_CASE("a truncated file, a file that is not a database, and one that is not an outbox are refused clearly") {
+  TempDir dir;
+  make_outbox(dir.db(), 100);
+  std::filesystem::resize_file(dir.db(), 1000);
+  auto truncated = run({relay_binary(), "check", "--db", dir.db()});
+  CHECK(truncated.exit_code == 1);
+  CHECK(truncated.err.find("database disk image is malformed") != std::string::npos);
+
+  std::ofstream(dir.file("notes.db")) << std::string(4096, 'x');
+  auto text = run({relay_binary(), "check", "--db", dir.file("notes.db").string()});
+  CHECK(text.exit_code == 1);
+  CHECK(text.err.find("is not an SQLite database") != std::string::npos);
+
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(dir.file("app.db").c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "CREATE TABLE orders(id INTEGER PRIMARY KEY)", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto other = run({relay_binary(), "check", "--db", dir.file("app.db").string()});
+  CHECK(other.exit_code == 1);
+  CHECK(other.out.find("is not a metrix outbox") != std::string::npos);
+
+  auto missing = run({relay_binary(), "check", "--db", dir.file("missing.db").string()});
+  CHECK(missing.exit_code == 1);
+  CHECK_FALSE(std::filesystem::exists(dir.file("missing.db")));
+}
