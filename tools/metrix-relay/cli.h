@@ -31,5 +31,12 @@ void add_migrate(CLI::App& app, int& exit_code);
 void add_enqueue(CLI::App& app, int& exit_code);
 void add_run(CLI::App& app, int& exit_code);
 void add_check(CLI::App& app, int& exit_code);
+void add_status(CLI::App& app, int& exit_code);
+void add_list(CLI::App& app, int& exit_code);
+void add_show(CLI::App& app, int& exit_code);
+void add_requeue(CLI::App& app, int& exit_code);
+void add_purge(CLI::App& app, int& exit_code);
+void add_import(CLI::App& app, int& exit_code);
+void add_report(CLI::App& app, int& exit_code);
 
 }  // namespace metrix::cli

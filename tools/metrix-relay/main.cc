@@ -20,6 +20,13 @@ int main(int argc, char** argv) {
   metrix::cli::add_enqueue(app, exit_code);
   metrix::cli::add_run(app, exit_code);
   metrix::cli::add_check(app, exit_code);
+  metrix::cli::add_status(app, exit_code);
+  metrix::cli::add_list(app, exit_code);
+  metrix::cli::add_show(app, exit_code);
+  metrix::cli::add_requeue(app, exit_code);
+  metrix::cli::add_purge(app, exit_code);
+  metrix::cli::add_import(app, exit_code);
+  metrix::cli::add_report(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,349 @@
+#include "tools/metrix-relay/operator_args.h"
+
+#include <charconv>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "relay/config.h"
+
+namespace metrix::cli {
+
+namespace {
+
+Error time_error(std::string_view text) {
+  return Error{Errc::invalid_argument,
+               fmt::format("'{}' is not a time: use a date (2026-11-25), a UTC time (2026-11-25T10:00:00Z), a time "
+                           "with an offset (2026-11-25T13:30:00+03:30), a duration ago (24h, 7d, 1h30m), or 'now'",
+                           text)};
+}
+
+// Reads exactly `digits` decimal digits at text[pos].
+bool read_number(std::string_view text, size_t& pos, int digits, int& out) {
+  if (pos + static_cast<size_t>(digits) > text.size()) return false;
+  int value = 0;
+  for (int i = 0; i < digits; ++i) {
+    char c = text[pos + static_cast<size_t>(i)];
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + (c - '0');
+  }
+  pos += static_cast<size_t>(digits);
+  out = value;
+  return true;
+}
+
+bool all_digits(std::string_view text) {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+}  // namespace
+
+Result<std::int64_t> parse_time(std::string_view text, std::int64_t now_ms) {
+  if (text == "now") return now_ms;
+  if (all_digits(text) && text.size() >= 11) {  // milliseconds since the epoch (a year is 11 digits of ms)
+    std::int64_t ms = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+    if (ec == std::errc() && end == text.data() + text.size()) return ms;
+  }
+  if (!text.empty() && text[0] >= '0' && text[0] <= '9' && text.find('-') == std::string_view::npos) {
+    auto ago = parse_duration_ms(text);
+    if (!ago) return time_error(text);
+    return now_ms - *ago;
+  }
+  size_t pos = 0;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, millis = 0;
+  if (!read_number(text, pos, 4, year) || pos >= text.size() || text[pos++] != '-' ||
+      !read_number(text, pos, 2, month) || pos >= text.size() || text[pos++] != '-' || !read_number(text, pos, 2, day)) {
+    return time_error(text);
+  }
+  std::int64_t offset_ms = 0;
+  if (pos < text.size()) {
+    if (text[pos] != 'T' && text[pos] != ' ') return time_error(text);
+    ++pos;
+    if (!read_number(text, pos, 2, hour) || pos >= text.size() || text[pos++] != ':' || !read_number(text, pos, 2, minute)) {
+      return time_error(text);
+    }
+    if (pos < text.size() && text[pos] == ':') {
+      ++pos;
+      if (!read_number(text, pos, 2, second)) return time_error(text);
+      if (pos < text.size() && text[pos] == '.') {
+        ++pos;
+        int scale = 100, digits = 0;
+        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+          millis += (text[pos] - '0') * scale;
+          scale /= 10;
+          ++pos;
+          ++digits;
+        }
+        if (digits == 0) return time_error(text);
+      }
+    }
+    if (pos < text.size() && text[pos] == 'Z') {
+      ++pos;
+    } else if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
+      int sign = text[pos] == '+' ? 1 : -1;
+      ++pos;
+      int oh = 0, om = 0;
+      if (!read_number(text, pos, 2, oh)) return time_error(text);
+      if (pos < text.size() && text[pos] == ':') ++pos;
+      if (!read_number(text, pos, 2, om)) return time_error(text);
+      offset_ms = sign * (oh * 3'600'000LL + om * 60'000LL);
+    }
+    if (pos != text.size()) return time_error(text);
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return time_error(text);
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  std::time_t seconds = timegm(&tm);
+  if (tm.tm_mday != day) return time_error(text);  // e.g. 2026-02-30, which timegm rolls over
+  return static_cast<std::int64_t>(seconds) * 1000 + millis - offset_ms;
+}
+
+Result<std::vector<IdRange>> parse_ids(std::string_view text) {
+  std::vector<IdRange> ranges;
+  auto invalid = [&] {
+    return Error{Errc::invalid_argument, fmt::format("'{}' is not a list of ids: use 42, 10-20 or 5,7,10-20", text)};
+  };
+  auto number = [](std::string_view s, std::int64_t& out) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && end == s.data() + s.size() && out >= 0;
+  };
+  std::string_view rest = text;
+  while (true) {
+    size_t comma = rest.find(',');
+    std::string_view part = rest.substr(0, comma);
+    IdRange r;
+    size_t dash = part.find('-');
+    if (dash == std::string_view::npos) {
+      if (!number(part, r.first)) return invalid();
+      r.last = r.first;
+    } else {
+      if (!number(part.substr(0, dash), r.first) || !number(part.substr(dash + 1), r.last) || r.last < r.first) {
+        return invalid();
+      }
+    }
+    ranges.push_back(r);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return ranges;
+}
+
+void add_filter_flags(CLI::App& cmd, FilterFlags& f) {
+  cmd.add_option("--status", f.statuses, "only rows in these statuses (comma separated or repeated): "
+                                         "pending, sending, sent, failed, dead, held")
+      ->delimiter(',');
+  cmd.add_option("--app-id", f.app_id, "only rows of this app ('(default)': rows with no app_id)");
+  cmd.add_option("--slug", f.slug, "only rows with this eventSlug");
+  cmd.add_option("--error", f.error, "only rows whose last_error contains this text, e.g. EVENT_TYPE_DOES_NOT_EXIST");
+  cmd.add_option("--since", f.since, "only rows created at or after this time (2026-11-25, 2026-11-25T10:00:00Z, 24h = 24h ago)");
+  cmd.add_option("--until", f.until, "only rows created before this time (same forms as --since)");
+  cmd.add_option("--id", f.ids, "only these ids: 42, 10-20, 5,7,10-20 (repeatable)");
+}
+
+bool narrows(const FilterFlags& f) {
+  return !f.statuses.empty() || !f.app_id.empty() || !f.slug.empty() || !f.error.empty() || !f.since.empty() ||
+         !f.until.empty() || !f.ids.empty();
+}
+
+Result<RowFilter> to_filter(const FilterFlags& f, std::int64_t now_ms) {
+  RowFilter filter;
+  for (const auto& s : f.statuses) {
+    const auto& all = all_statuses();
+    if (std::find(all.begin(), all.end(), s) == all.end()) {
+      return Error{Errc::invalid_argument,
+                   fmt::format("--status {}: not a status; the statuses are pending, sending, sent, failed, dead, held", s)};
+    }
+    filter.statuses.push_back(s);
+  }
+  if (!f.app_id.empty()) filter.app_id = f.app_id;
+  if (!f.slug.empty()) filter.slug = f.slug;
+  if (!f.error.empty()) filter.error = f.error;
+  if (!f.since.empty()) {
+    auto t = parse_time(f.since, now_ms);
+    if (!t) return Error{Errc::invalid_argument, "--since: " + t.error().message};
+    filter.created_since = *t;
+  }
+  if (!f.until.empty()) {
+    auto t = parse_time(f.until, now_ms);
+    if (!t) return Error{Errc::invalid_argument, "--until: " + t.error().message};
+    filter.created_until = *t;
+  }
+  for (const auto& text : f.ids) {
+    auto ranges = parse_ids(text);
+    if (!ranges) return Error{Errc::invalid_argument, "--id: " + ranges.error().message};
+    filter.ids.insert(filter.ids.end(), ranges->begin(), ranges->end());
+  }
+  return filter;
+}
+
+std::string iso_time(std::int64_t ms) {
+  std::int64_t seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+  std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms - seconds * 1000);
+}
+
+std::string short_time(std::int64_t ms) {
+  std::string full = iso_time(ms);
+  return full.substr(0, 19) + "Z";
+}
+
+std::string describe_age(std::int64_t ms) {
+  if (ms < 0) ms = 0;
+  std::int64_t s = ms / 1000;
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+  return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
+}
+
+std::string csv_field(std::string_view text) {
+  bool quote = text.find_first_of(",\"\r\n") != std::string_view::npos ||
+               (!text.empty() && (text.front() == ' ' || text.back() == ' '));
+  if (!quote) return std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += "\"\"";
+    else out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+void print_csv_row(std::FILE* out, const std::vector<std::string>& fields) {
+  std::string line;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i) line.push_back(',');
+    line += csv_field(fields[i]);
+  }
+  line += "\r\n";  // RFC 4180 line ends
+  std::fputs(line.c_str(), out);
+}
+
+namespace {
+
+bool numeric(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789.-") == std::string::npos && s != "-";
+}
+
+}  // namespace
+
+void Table::print(std::FILE* out, const std::string& indent) const {
+  std::vector<size_t> width(headers_.size());
+  // A column is right-aligned when it holds numbers (and dashes for "none") only.
+  std::vector<bool> right(headers_.size(), false), text(headers_.size(), false);
+  for (size_t c = 0; c < headers_.size(); ++c) width[c] = headers_[c].size();
+  for (const auto& row : rows_) {
+    for (size_t c = 0; c < row.size() && c < width.size(); ++c) {
+      width[c] = std::max(width[c], row[c].size());
+      if (numeric(row[c])) right[c] = true;
+      else if (row[c] != "-" && !row[c].empty()) text[c] = true;
+    }
+  }
+  for (size_t c = 0; c < right.size(); ++c) right[c] = right[c] && !text[c];
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string text = indent;
+    for (size_t c = 0; c < width.size(); ++c) {
+      const std::string& v = c < cells.size() ? cells[c] : std::string();
+      bool last = c + 1 == width.size();
+      if (right[c]) text += std::string(width[c] - v.size(), ' ') + v;
+      else text += last ? v : v + std::string(width[c] - v.size(), ' ');
+      if (!last) text += "  ";
+    }
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    text.push_back('\n');
+    std::fputs(text.c_str(), out);
+  };
+  line(headers_);
+  for (const auto& row : rows_) line(row);
+}
+
+std::string cell(std::string_view text, size_t width) {
+  std::string out;
+  for (char c : text) out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
+  if (out.size() > width) {
+    // Cut on a UTF-8 character boundary.
+    size_t cut = width - 3;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out = out.substr(0, cut) + "...";
+  }
+  return out;
+}
+
+nlohmann::ordered_json row_json(const OutboxRow& r) {
+  auto opt = [](const auto& v) -> nlohmann::ordered_json {
+    if (v) return *v;
+    return nullptr;
+  };
+  nlohmann::ordered_json j;
+  j["id"] = r.id;
+  j["app_id"] = opt(r.app_id);
+  j["status"] = r.status;
+  j["event_slug"] = opt(r.event_slug);
+  j["dedup_key"] = opt(r.dedup_key);
+  j["created_at"] = r.created_at;
+  j["attempts"] = r.attempts;
+  j["next_attempt_at"] = r.next_attempt_at;
+  j["event_time"] = opt(r.event_time);
+  j["last_http_status"] = opt(r.last_http_status);
+  j["last_error"] = opt(r.last_error);
+  j["sent_at"] = opt(r.sent_at);
+  auto payload = nlohmann::ordered_json::parse(r.payload, nullptr, false);
+  if (payload.is_discarded()) j["payload"] = r.payload;
+  else j["payload"] = std::move(payload);
+  return j;
+}
+
+const std::vector<std::string>& row_csv_header() {
+  static const std::vector<std::string> header = {"id", "app_id", "status", "event_slug", "dedup_key", "created_at",
+                                                  "attempts", "next_attempt_at", "event_time", "last_http_status",
+                                                  "last_error", "sent_at", "payload"};
+  return header;
+}
+
+std::vector<std::string> row_csv(const OutboxRow& r) {
+  auto num = [](const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : std::string(); };
+  return {std::to_string(r.id), r.app_id.value_or(""), r.status, r.event_slug.value_or(""), r.dedup_key.value_or(""),
+          std::to_string(r.created_at), std::to_string(r.attempts), std::to_string(r.next_attempt_at), num(r.event_time),
+          num(r.last_http_status), r.last_error.value_or(""), num(r.sent_at), r.payload};
+}
+
+Table rows_table(const std::vector<OutboxRow>& rows) {
+  Table t({"ID", "APP", "STATUS", "SLUG", "USER", "ATT", "CREATED", "HTTP", "LAST ERROR"});
+  for (const auto& r : rows) {
+    auto payload = nlohmann::json::parse(r.payload, nullptr, false);
+    std::string user;
+    if (!payload.is_discarded() && payload.is_object() && payload.contains("metrixUserId") &&
+        payload["metrixUserId"].is_string()) {
+      user = payload["metrixUserId"].get<std::string>();
+    }
+    t.add({std::to_string(r.id), cell(r.app_id.value_or(kDefaultAppLabel), 24), r.status,
+           cell(r.event_slug.value_or("-"), 24), cell(user, 24), std::to_string(r.attempts), short_time(r.created_at),
+           r.last_http_status ? std::to_string(*r.last_http_status) : "-", cell(r.last_error.value_or("-"))});
+  }
+  return t;
+}
+
+void add_format_flags(CLI::App& cmd, bool& json, bool* csv) {
+  auto* j = cmd.add_flag("--json", json, "machine-readable JSON on stdout");
+  if (csv) {
+    auto* c = cmd.add_flag("--csv", *csv, "CSV (RFC 4180, with a header line) on stdout");
+    j->excludes(c);
+  }
+}
+
+void print_json(const nlohmann::ordered_json& value) {
+  std::string text = value.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  text.push_back('\n');
+  std::fputs(text.c_str(), stdout);
+}
+
+}  // namespace metrix::cli

@@ -1,0 +1,210 @@
+#include <fmt/format.h>
+
+#include "relay/config.h"
+#include "storage/audit.h"
+#include "tools/metrix-relay/cli.h"
+#include "tools/metrix-relay/operator_args.h"
+
+namespace metrix::cli {
+
+namespace {
+
+// Exit code of `status --check` when the outbox is not healthy. The same as a runtime
+// failure: a monitoring system treats both as "look at this".
+constexpr int kUnhealthy = 1;
+
+std::string app_name(const std::optional<std::string>& app) { return app.value_or(kDefaultAppLabel); }
+
+nlohmann::ordered_json counts_json(const StatusCounts& counts) {
+  nlohmann::ordered_json j;
+  std::int64_t total = 0;
+  for (const auto& s : all_statuses()) {
+    j[s] = counts.at(s);
+    total += counts.at(s);
+  }
+  j["total"] = total;
+  return j;
+}
+
+nlohmann::ordered_json snapshot_json(const StatusSnapshot& s, const Health& health, const HealthThresholds& t) {
+  auto opt = [](const std::optional<std::int64_t>& v) -> nlohmann::ordered_json {
+    if (v) return *v;
+    return nullptr;
+  };
+  nlohmann::ordered_json j;
+  j["now"] = s.now;
+  j["counts"] = counts_json(s.counts);
+  j["apps"] = nlohmann::ordered_json::array();
+  for (const auto& a : s.apps) {
+    nlohmann::ordered_json x;
+    x["app_id"] = a.app_id ? nlohmann::ordered_json(*a.app_id) : nullptr;
+    x["counts"] = counts_json(a.counts);
+    j["apps"].push_back(std::move(x));
+  }
+  j["due"] = s.due;
+  j["in_backoff"] = s.in_backoff;
+  if (s.oldest_due) {
+    j["oldest_due"] = {{"id", s.oldest_due->id},
+                       {"app_id", s.oldest_due->app_id ? nlohmann::ordered_json(*s.oldest_due->app_id) : nullptr},
+                       {"created_at", s.oldest_due->created_at},
+                       {"due_since", s.oldest_due->due_since},
+                       {"waiting_ms", s.now - s.oldest_due->due_since}};
+  } else {
+    j["oldest_due"] = nullptr;
+  }
+  j["oldest_unfinished_created_at"] = opt(s.oldest_unfinished_created_at);
+  j["last_sent_at"] = opt(s.last_sent_at);
+  j["paused_apps"] = nlohmann::ordered_json::array();
+  for (const auto& p : s.pauses) {
+    j["paused_apps"].push_back({{"app_id", p.app_id},
+                                {"reason", p.reason},
+                                {"since", p.since},
+                                {"next_probe_at", p.next_probe_at},
+                                {"interval_ms", p.interval_ms}});
+  }
+  j["errors"] = nlohmann::ordered_json::array();
+  for (const auto& e : s.errors) j["errors"].push_back({{"status", e.status}, {"error", e.error}, {"count", e.count}});
+  bool running = false;
+  j["relays"] = nlohmann::ordered_json::array();
+  for (const auto& r : s.relays) {
+    bool alive = relay_alive(r, s.now);
+    running = running || alive;
+    j["relays"].push_back({{"relay_id", r.relay_id},
+                           {"host", r.host},
+                           {"pid", r.pid},
+                           {"started_at", r.started_at},
+                           {"beat_at", r.beat_at},
+                           {"interval_ms", r.interval_ms},
+                           {"sent", r.sent},
+                           {"last_sent_at", opt(r.last_sent_at)},
+                           {"alive", alive}});
+  }
+  j["relay_running"] = running;
+  j["health"] = {{"ok", health.ok},
+                 {"reason", health.reason},
+                 {"max_backlog_age_ms", t.max_backlog_age_ms},
+                 {"max_idle_ms", t.max_idle_ms}};
+  return j;
+}
+
+void print_snapshot(const std::string& path, const StatusSnapshot& s, const Health& health) {
+  fmt::print("outbox {} at {}\n\n", path, short_time(s.now));
+  std::vector<std::string> header = {"APP"};
+  for (const auto& st : all_statuses()) header.push_back(st);
+  header.push_back("total");
+  Table counts(header);
+  auto add = [&](const std::string& name, const StatusCounts& c) {
+    std::vector<std::string> row = {name};
+    std::int64_t total = 0;
+    for (const auto& st : all_statuses()) {
+      row.push_back(std::to_string(c.at(st)));
+      total += c.at(st);
+    }
+    row.push_back(std::to_string(total));
+    counts.add(std::move(row));
+  };
+  for (const auto& a : s.apps) add(cell(app_name(a.app_id), 32), a.counts);
+  if (s.apps.size() != 1) add("all apps", s.counts);
+  counts.print(stdout);
+
+  fmt::print("\ndue now {}, in backoff {}", s.due, s.in_backoff);
+  if (s.oldest_due) {
+    fmt::print("; oldest due: row {} (app {}), due for {}, created {} ago", s.oldest_due->id,
+               app_name(s.oldest_due->app_id), describe_age(s.now - s.oldest_due->due_since),
+               describe_age(s.now - s.oldest_due->created_at));
+  }
+  fmt::print("\n");
+  fmt::print("last sent: {}\n", s.last_sent_at ? fmt::format("{} ({} ago)", short_time(*s.last_sent_at),
+                                                             describe_age(s.now - *s.last_sent_at))
+                                               : "never");
+
+  if (s.pauses.empty()) {
+    fmt::print("paused apps: none\n");
+  } else {
+    fmt::print("paused apps (Metrix answered 403; one probe row per interval):\n");
+    Table t({"APP", "REASON", "SINCE", "NEXT PROBE"});
+    for (const auto& p : s.pauses) {
+      t.add({p.app_id, cell(p.reason), fmt::format("{} ({} ago)", short_time(p.since), describe_age(s.now - p.since)),
+             p.next_probe_at > s.now ? "in " + describe_age(p.next_probe_at - s.now) : "now"});
+    }
+    t.print(stdout, "  ");
+  }
+
+  bool running = false;
+  for (const auto& r : s.relays) running = running || relay_alive(r, s.now);
+  if (s.relays.empty()) {
+    fmt::print("relay: not running (no heartbeat)\n");
+  } else {
+    fmt::print("relay: {}\n", running ? "running" : "not running (heartbeat stale: killed, hung, or stopped uncleanly)");
+    Table t({"RELAY", "STARTED", "LAST BEAT", "SENT", "LAST SENT", "STATE"});
+    for (const auto& r : s.relays) {
+      t.add({r.relay_id, short_time(r.started_at), describe_age(s.now - r.beat_at) + " ago", std::to_string(r.sent),
+             r.last_sent_at ? describe_age(s.now - *r.last_sent_at) + " ago" : "-",
+             relay_alive(r, s.now) ? "alive" : "stale"});
+    }
+    t.print(stdout, "  ");
+  }
+
+  if (s.errors.empty()) {
+    fmt::print("errors of undelivered rows: none\n");
+  } else {
+    fmt::print("errors of undelivered rows (most frequent first):\n");
+    Table t({"ROWS", "STATUS", "LAST ERROR"});
+    for (const auto& e : s.errors) t.add({std::to_string(e.count), e.status, cell(e.error, 100)});
+    t.print(stdout, "  ");
+  }
+  fmt::print("\nhealth: {}: {}\n", health.ok ? "OK" : "UNHEALTHY", health.reason);
+}
+
+}  // namespace
+
+void add_status(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("status", "Counts by status and app, the backlog, paused apps, errors, the relay, health");
+  cmd->footer(
+      "The relay writes a heartbeat row (metrix_relay_heartbeat) when it starts and every\n"
+      "--progress-interval, and deletes it when it exits cleanly: a relay counts as running while its\n"
+      "heartbeat is younger than three of its intervals.\n\n"
+      "Health (--check, for monitoring; also in --json as \"health\"):\n"
+      "  UNHEALTHY when the oldest due row has waited longer than --max-backlog-age since it became due\n"
+      "  (enqueued, its retry time reached, requeued, or its lease expired), or when rows have waited\n"
+      "  longer than --max-idle and nothing was sent for --max-idle (a relay that is down, or up and\n"
+      "  getting nowhere: app paused by a 403, Metrix failing, no dev key). A process being up is not\n"
+      "  health. Right after old rows are requeued, the stall check can fire until the relay sends one.\n"
+      "  --check prints one line, \"OK: ...\" or \"UNHEALTHY: <reason>\", and exits 0 or 1.\n"
+      "Exit codes: 0 ok (healthy with --check), 1 unhealthy (--check) or the database failed, 2 bad options.\n\n"
+      "Examples:\n"
+      "  metrix-relay status --db app.db\n"
+      "  metrix-relay status --db app.db --json | jq .counts\n"
+      "  metrix-relay status --db app.db --check --max-backlog-age 5m --max-idle 10m   # from cron/Nagios");
+  struct Args {
+    std::string db;
+    bool json = false, check = false;
+    std::string max_backlog_age = "15m", max_idle = "10m";
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--db", a->db, "outbox database")->required();
+  add_format_flags(*cmd, a->json, nullptr);
+  cmd->add_flag("--check", a->check, "health check: print one line and exit 1 when unhealthy");
+  cmd->add_option("--max-backlog-age", a->max_backlog_age, "how long a due row may wait (default 15m)");
+  cmd->add_option("--max-idle", a->max_idle, "how long rows may wait with nothing sent (default 10m)");
+  cmd->callback([a, &exit_code] {
+    HealthThresholds t;
+    auto backlog = parse_duration_ms(a->max_backlog_age);
+    if (!backlog) return void(exit_code = fail(Error{Errc::invalid_argument, "--max-backlog-age: " + backlog.error().message}));
+    auto idle = parse_duration_ms(a->max_idle);
+    if (!idle) return void(exit_code = fail(Error{Errc::invalid_argument, "--max-idle: " + idle.error().message}));
+    t.max_backlog_age_ms = *backlog;
+    t.max_idle_ms = *idle;
+    auto db = open_outbox(a->db);
+    if (!db) return void(exit_code = fail(db.error()));
+    auto snapshot = read_status(*db, now_ms());
+    if (!snapshot) return void(exit_code = fail(snapshot.error()));
+    Health health = evaluate_health(*snapshot, t);
+    if (a->json) print_json(snapshot_json(*snapshot, health, t));
+    else if (a->check) fmt::print("{}: {}\n", health.ok ? "OK" : "UNHEALTHY", health.reason);
+    else print_snapshot(a->db, *snapshot, health);
+    exit_code = a->check && !health.ok ? kUnhealthy : kOk;
+  });
+}
+
+}  // namespace metrix::cli
