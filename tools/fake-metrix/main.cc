@@ -304,13 +304,14 @@ int run(int argc, char** argv) {
   }
   S2sServer& server = *bound.value();
 
-  std::cout << "fake-metrix listening on " << server.url() << std::endl;
+  // The port file first: whoever waits for the listening line may read the file at once.
   if (!port_file.empty()) {
     if (Status written = write_port_file(port_file, server.port()); !written.ok()) {
       fmt::print(stderr, "fake-metrix: {}\n", written.error().message);
       return 1;
     }
   }
+  std::cout << "fake-metrix listening on " << server.url() << std::endl;
 
   std::atomic<bool> serve_returned{false};
   std::thread stopper([&] {
