@@ -152,6 +152,7 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
     else if (key == "pause-max") s = duration(config.pause_max_ms);
     else if (key == "poll-interval") s = duration(config.poll_interval_ms);
     else if (key == "commit-interval") s = duration(config.commit_interval_ms);
+    else if (key == "busy-timeout") s = duration(config.busy_timeout_ms);
     else if (key == "progress-interval") s = duration(config.progress_interval_ms);
     else if (key == "shutdown-timeout") s = duration(config.shutdown_timeout_ms);
     else if (key == "until-idle") s = boolean(config.until_idle);
@@ -234,6 +235,7 @@ Status validate(const RelayConfig& c) {
   if (c.max_age_ms < 1) return invalid("--max-age must be positive");
   if (c.poll_interval_ms < 1 || c.progress_interval_ms < 1) return invalid("intervals must be positive");
   if (c.commit_interval_ms < 0 || c.commit_interval_ms > 1000) return invalid("--commit-interval must be between 0 and 1s");
+  if (c.busy_timeout_ms < 1 || c.busy_timeout_ms > 600'000) return invalid("--busy-timeout must be between 1ms and 10m");
   return {};
 }
 

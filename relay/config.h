@@ -36,6 +36,7 @@ struct RelayConfig {
   std::int64_t pause_max_ms = 3'600'000;
   std::int64_t poll_interval_ms = 100;
   std::int64_t commit_interval_ms = 10;  // at most one write transaction per interval
+  std::int64_t busy_timeout_ms = 10'000; // how long a write waits for a producer's lock
   std::int64_t progress_interval_ms = 10'000;
   std::int64_t shutdown_timeout_ms = 15'000;
   bool until_idle = false;

@@ -599,7 +599,7 @@ int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayRep
   }
   OpenOptions options;
   options.synchronous = config.synchronous;
-  options.busy_timeout_ms = 10'000;
+  options.busy_timeout_ms = static_cast<int>(config.busy_timeout_ms);
   auto db = Database::open(config.db_path, options);
   if (!db) {
     log::info("{}", db.error().message);

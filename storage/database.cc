@@ -22,7 +22,16 @@ Error sqlite_error(sqlite3* db, int rc, std::string_view what) {
     case SQLITE_CORRUPT: code = Errc::schema; break;
     default: break;
   }
-  return Error{code, fmt::format("{}: {} ({})", what, message, sqlite3_errstr(rc))};
+  std::string text = fmt::format("{}: {}", what, message);
+  if (std::string_view(message) != sqlite3_errstr(rc)) text += fmt::format(" ({})", sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_FULL: text += "; the disk may be full, failing, or past a file size limit; the transaction was rolled back"; break;
+    case SQLITE_BUSY: text += "; another process holds the database lock"; break;
+    case SQLITE_READONLY: text += "; the file or its directory is not writable"; break;
+    default: break;
+  }
+  return Error{code, text};
 }
 
 Statement& Statement::bind(int index, std::int64_t value) {
@@ -61,7 +70,9 @@ Result<bool> Statement::step() {
   int rc = sqlite3_step(stmt_.get());
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  Error error = sqlite_error(db, rc, "step");
+  // Name the statement by its first words: "INSERT INTO metrix_outbox ...".
+  std::string_view sql = sqlite3_sql(stmt_.get()) ? sqlite3_sql(stmt_.get()) : "statement";
+  Error error = sqlite_error(db, rc, sql.size() > 40 ? std::string(sql.substr(0, 40)) + "..." : std::string(sql));
   // A trigger's RAISE(ABORT, 'field: rule') is the rule's own message, nothing else. The
   // extended code is asked for: a producer's connection may not have extended codes on.
   if (sqlite3_extended_errcode(db) == SQLITE_CONSTRAINT_TRIGGER) error = Error{Errc::invalid_event, sqlite3_errmsg(db)};

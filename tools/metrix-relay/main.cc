@@ -1,11 +1,15 @@
 // metrix-relay: the command line. Each subcommand lives in its own *_command.cc.
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
 
 #include "tools/metrix-relay/cli.h"
 
 int main(int argc, char** argv) {
+  // Past a file size limit (RLIMIT_FSIZE), a write must fail with EFBIG, which SQLite
+  // reports and every command handles, rather than kill the process mid-transaction.
+  signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "metrix-relay: a durable store-and-forward relay for Metrix server-to-server events.\n"
       "Producers write events into the SQLite table metrix_outbox inside their own transactions;\n"

@@ -28,7 +28,7 @@ void install_stop_handlers() {
 // Flag values as typed; durations are parsed after the config file is merged.
 struct RunFlags {
   std::string config_file, db, endpoint, app_id, dev_key_file, cacert, in_doubt, synchronous;
-  std::string lease, timeout, backoff_base, backoff_max, max_age, pause_interval, pause_max, poll_interval, commit_interval,
+  std::string lease, timeout, backoff_base, backoff_max, max_age, pause_interval, pause_max, poll_interval, commit_interval, busy_timeout,
       progress_interval, shutdown_timeout;
   int concurrency = 0, max_attempts = 0;
   bool until_idle = false, verbose = false, allow_insecure_http = false;
@@ -75,6 +75,8 @@ void add_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--poll-interval", f->poll_interval, "how often an idle relay looks for new rows (default 100ms)");
   cmd->add_option("--commit-interval", f->commit_interval,
                   "at most one write transaction per interval: outcomes wait at most this long (default 10ms)");
+  cmd->add_option("--busy-timeout", f->busy_timeout,
+                  "how long a write waits while another process holds the database lock (default 10s)");
   cmd->add_option("--progress-interval", f->progress_interval, "how often a progress line is logged (default 10s)");
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout, "how long requests in flight may finish at shutdown (default 15s)");
   cmd->add_option("--in-doubt", f->in_doubt,
@@ -91,7 +93,7 @@ void add_run(CLI::App& app, int& exit_code) {
     std::map<std::string, bool> given;
     for (const char* name : {"db", "endpoint", "app-id", "dev-key-file", "concurrency", "lease", "timeout",
                              "backoff-base", "backoff-max", "max-attempts", "max-age", "pause-interval", "pause-max",
-                             "poll-interval", "commit-interval", "progress-interval", "shutdown-timeout", "in-doubt", "synchronous",
+                             "poll-interval", "commit-interval", "busy-timeout", "progress-interval", "shutdown-timeout", "in-doubt", "synchronous",
                              "cacert", "until-idle", "allow-insecure-http", "verbose"}) {
       given[name] = cmd->count(std::string("--") + name) > 0;
     }
@@ -133,6 +135,7 @@ void add_run(CLI::App& app, int& exit_code) {
         !duration("pause-max", f->pause_max, config.pause_max_ms) ||
         !duration("poll-interval", f->poll_interval, config.poll_interval_ms) ||
         !duration("commit-interval", f->commit_interval, config.commit_interval_ms) ||
+        !duration("busy-timeout", f->busy_timeout, config.busy_timeout_ms) ||
         !duration("progress-interval", f->progress_interval, config.progress_interval_ms) ||
         !duration("shutdown-timeout", f->shutdown_timeout, config.shutdown_timeout_ms)) {
       return;
