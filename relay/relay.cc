@@ -81,6 +81,7 @@ class Relay {
     Claim claim;
     AppState* app;
     bool probe;
+    std::int64_t claimed_at;
   };
 
   AppState& app_for(const std::optional<std::string>& app_value);
@@ -187,7 +188,7 @@ Status Relay::claim_round(std::int64_t now, int limit, std::vector<Outcome>& set
         o.error = "in doubt: a relay claimed it and stopped before recording an answer";
       } else {
         if (probe) app.probe_in_flight = true;
-        ready_.push_back(Ready{std::move(c), &app, probe});
+        ready_.push_back(Ready{std::move(c), &app, probe, now});
         continue;
       }
       settled.push_back(std::move(o));
@@ -281,7 +282,11 @@ void Relay::send_ready(std::int64_t now) {
     if (r.app->pause && !r.probe) {
       hand_back(r.claim, now, r.app->pause->next_probe_at);  // paused after it was claimed
     } else if (now < r.app->slow_until && !r.probe) {
-      ready_.push_back(std::move(r));  // the app asked for less traffic: keep it for later
+      hand_back(r.claim, now, r.app->slow_until);  // the app asked for less traffic
+    } else if (now + config_.timeout_ms + 1000 > r.claimed_at + config_.lease_ms) {
+      // Its lease would end while the request may still run, and another relay could then
+      // send it too: give it back to be claimed afresh.
+      hand_back(r.claim, now, now);
     } else {
       send(std::move(r));
     }

@@ -232,3 +232,24 @@ TEST_CASE("the dev key never appears in any output of a verbose run with failure
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox_attempt WHERE instr(coalesce(response, '') || "
                          "coalesce(error, ''), '" + kDevKey + "') > 0") == 0);
 }
+
+TEST_CASE("rows waiting for a request slot are never sent after their lease ends, so two slow relays never both send one") {
+  // Each relay claims far more rows than its single request slot can send within the lease
+  // (2s, at 0.3s per request): without the guard, the second relay would claim the first
+  // one's expired rows while the first still meant to send them.
+  TempDir dir;
+  make_outbox(dir.db(), 24);
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "300"}), fake_env());
+  std::vector<std::string> extra = {"--until-idle", "--concurrency", "1", "--timeout", "500ms", "--lease", "2s",
+                                    "--shutdown-timeout", "1s"};
+  auto a = Process::start(relay_args(dir.db(), fake.url(), extra), relay_env());
+  auto b = Process::start(relay_args(dir.db(), fake.url(), extra), relay_env());
+  CHECK(a.wait(90s) == 0);
+  CHECK(b.wait(90s) == 0);
+  CHECK(count_status(dir.db(), "sent") == 24);
+  auto copies = copies_by_body(fake);
+  CHECK(copies.size() == 24);
+  int duplicates = 0;
+  for (const auto& [body, n] : copies) duplicates += n - 1;
+  CHECK(duplicates == 0);
+}
