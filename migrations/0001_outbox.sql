@@ -74,13 +74,26 @@ BEGIN
    WHERE NEW.dedup_key IS NOT NULL AND (typeof(NEW.dedup_key) <> 'text' OR NEW.dedup_key = '');
   SELECT RAISE(ABORT, 'payload: must be at most 65536 bytes')
    WHERE length(CAST(NEW.payload AS BLOB)) > 65536;
+  -- json_valid() stops at a NUL byte: what follows one would be stored and sent unchecked.
   SELECT RAISE(ABORT, 'payload: must be valid JSON text')
-   WHERE CASE WHEN typeof(NEW.payload) <> 'text' THEN 1 ELSE NOT json_valid(NEW.payload) END;
+   WHERE CASE WHEN typeof(NEW.payload) <> 'text' THEN 1
+              WHEN instr(CAST(NEW.payload AS BLOB), x'00') > 0 THEN 1
+              ELSE NOT json_valid(NEW.payload) END;
+  -- SQLite's string functions stop at U+0000, so "IRR\u0000x" would pass as "IRR".
+  SELECT RAISE(ABORT, 'payload: must not contain the escape \u0000')
+   WHERE instr(NEW.payload, '\u0000') > 0;
   SELECT RAISE(ABORT, 'payload: must be a JSON object')
    WHERE json_type(NEW.payload) <> 'object';
   SELECT RAISE(ABORT, 'payload: must not repeat a key in any object')
    WHERE EXISTS (SELECT 1 FROM json_tree(NEW.payload) WHERE typeof(key) = 'text'
                   GROUP BY parent, key HAVING count(*) > 1);
+  -- json_each() unescapes keys but '$.path' lookups compare the raw text, so a key written
+  -- as "event\u0054ime" would slip past every rule below. json_tree's fullkey keeps the raw
+  -- text: a key is plain when its fullkey is its path plus the key as json_each reads it.
+  SELECT RAISE(ABORT, 'payload: keys must be plain text, without escape sequences')
+   WHERE EXISTS (SELECT 1 FROM json_tree(NEW.payload)
+                  WHERE typeof(key) = 'text'
+                    AND fullkey NOT IN (path || '.' || key, path || '."' || key || '"'));
   SELECT RAISE(ABORT, 'payload: unknown key; the keys are metrixUserId, metrixSessionId, idfa, advertisingId, oaid, customAttributes, customMetrics, deviceIp, eventSlug, eventTime')
    WHERE EXISTS (SELECT 1 FROM json_each(NEW.payload)
                   WHERE key NOT IN ('metrixUserId', 'metrixSessionId', 'idfa', 'advertisingId', 'oaid',

@@ -9,6 +9,10 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <optional>
+
 namespace metrix {
 
 Result<std::int64_t> parse_duration_ms(std::string_view text) {
@@ -86,7 +90,8 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
     auto it = given.find(name);
     return it != given.end() && it->second;
   };
-  for (auto&& [raw_key, node] : table) {
+  for (auto&& [raw_key, table_node] : table) {
+    auto& node = table_node;  // a plain reference: lambdas below capture it (clang 14 cannot capture bindings)
     std::string key(raw_key.str());
     if (key == "apps") continue;
     if (is_given(key)) continue;  // the flag wins
@@ -102,10 +107,13 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
       out = *ms;
       return {};
     };
-    auto integer = [&](auto& out) -> Status {
-      auto v = node.value<std::int64_t>();
+    auto integer = [&](int& out) -> Status {
+      // as_integer(): only a TOML integer; value<int64_t>() would also convert a float, with
+      // undefined behaviour when it is out of range.
+      auto v = node.as_integer();
       if (!v) return file_error(path, key, "must be an integer");
-      out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
+      if (v->get() < 0 || v->get() > 1'000'000) return file_error(path, key, "must be between 0 and 1000000");
+      out = static_cast<int>(v->get());
       return {};
     };
     auto boolean = [&](bool& out) -> Status {
@@ -194,8 +202,27 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
 
 namespace {
 
-bool is_loopback_host(std::string_view host) {
-  return host == "localhost" || host == "[::1]" || host.substr(0, 4) == "127.";
+// The host curl will connect to, as curl parses the URL (userinfo, ports, brackets).
+std::optional<std::string> url_host(const std::string& url, std::string& scheme) {
+  CURLU* u = curl_url();
+  if (!u) return std::nullopt;
+  std::optional<std::string> host;
+  if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+    char* h = nullptr;
+    char* sch = nullptr;
+    if (curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && h) host = h;
+    if (curl_url_get(u, CURLUPART_SCHEME, &sch, 0) == CURLUE_OK && sch) scheme = sch;
+    curl_free(h);
+    curl_free(sch);
+  }
+  curl_url_cleanup(u);
+  return host;
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "[::1]") return true;
+  in_addr addr{};
+  return inet_pton(AF_INET, host.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
 }
 
 }  // namespace
@@ -207,12 +234,13 @@ Status validate(const RelayConfig& c) {
   bool https = endpoint.substr(0, 8) == "https://";
   bool http = endpoint.substr(0, 7) == "http://";
   if (!https && !http) return invalid(fmt::format("--endpoint {}: must start with https:// or http://", c.endpoint));
-  std::string_view rest = endpoint.substr(https ? 8 : 7);
-  std::string_view host = rest.substr(0, rest.find('/'));
-  if (host.empty()) return invalid(fmt::format("--endpoint {}: has no host", c.endpoint));
-  if (host.front() != '[') host = host.substr(0, host.find(':'));
-  else host = host.substr(0, host.find(']') + 1);
-  if (http && !is_loopback_host(host) && !c.allow_insecure_http) {
+  std::string scheme;
+  auto host = url_host(c.endpoint, scheme);
+  if (!host || host->empty()) return invalid(fmt::format("--endpoint {}: is not a valid URL with a host", c.endpoint));
+  if (endpoint.find('@') != std::string_view::npos) {
+    return invalid(fmt::format("--endpoint {}: must not contain user information ('@')", c.endpoint));
+  }
+  if (http && !is_loopback_host(*host) && !c.allow_insecure_http) {
     return invalid(fmt::format("--endpoint {}: plain http sends the dev key in clear; use https, or pass "
                                "--allow-insecure-http to do it anyway",
                                c.endpoint));

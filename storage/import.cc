@@ -485,9 +485,10 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
         if (!begun) return begun.error();
         tx.emplace(std::move(*begun));
       }
-      if (!item.problem && item.row.dedup_key) {
+      if (item.row.dedup_key) {
         // Already in the outbox (an earlier run, or earlier in this input): skipped, and not
-        // checked: the event with this key is there, and this line will not be written.
+        // checked, even when the line is bad: the event with this key is there, and this line
+        // will not be written (as import.h promises; found by fuzzing).
         exists->bind(1, std::string_view(*item.row.dedup_key));
         auto found = exists->step();
         exists->reset();

@@ -43,6 +43,17 @@ std::vector<Case> cases() {
       {std::string(R"({"metrixUserId":"u)") + '\0' + R"(","eventSlug":"s",)" + kDevice + "}",
        "payload: must be valid JSON text"},
       {std::string(2001, '[') + std::string(2001, ']'), "payload: must be valid JSON text"},
+      // Found by fuzzing: json_valid() stops at a NUL byte, so what followed one went unchecked.
+      {event("") + std::string(1, '\0') + "x", "payload: must be valid JSON text"},
+      // Found by fuzzing: SQLite compares strings up to U+0000, so "IRR\u0000x" passed as IRR.
+      {event(R"("customAttributes":{"_currency":"IRR\u0000x"},"customMetrics":{"_revenue":1})"),
+       "payload: must not contain the escape \\u0000"},
+      {event(R"("deviceIp":"1.2.3.4\u0000")"), "payload: must not contain the escape \\u0000"},
+      // Found by fuzzing: an escaped key was unescaped by json_each but missed by '$.path'
+      // lookups, so it skipped the rules (and the relay sent two eventTime keys).
+      {event(R"("event\u0054ime":"yesterday")"), "payload: keys must be plain text, without escape sequences"},
+      {event(R"("customAttributes":{"a\"b":"x"})"), "payload: keys must be plain text, without escape sequences"},
+      {event(R"("customAttributes":{"content type":"x","a.b":"y","ش":"z"})"), ""},
       {"[1,2]", "payload: must be a JSON object"},
       {"\"text\"", "payload: must be a JSON object"},
       {event(R"("eventSlug":"again")"), "payload: must not repeat a key in any object"},
