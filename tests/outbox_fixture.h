@@ -32,7 +32,9 @@ inline void make_outbox(const std::string& path, int n, const std::string& slug 
   REQUIRE(db->exec("COMMIT"));
 }
 
-inline std::int64_t scalar(const std::string& path, const std::string& sql) {
+// Runs `sql` on its own connection and returns `read(statement)` of its first row.
+template <class Read>
+auto first_row(const std::string& path, const std::string& sql, Read read) {
   auto db = Database::open(path);
   REQUIRE(db);
   auto stmt = db->prepare(sql);
@@ -40,18 +42,15 @@ inline std::int64_t scalar(const std::string& path, const std::string& sql) {
   auto row = stmt->step();
   REQUIRE(row);
   REQUIRE(*row);
-  return stmt->int64(0);
+  return read(*stmt);
+}
+
+inline std::int64_t scalar(const std::string& path, const std::string& sql) {
+  return first_row(path, sql, [](Statement& s) { return s.int64(0); });
 }
 
 inline std::string text(const std::string& path, const std::string& sql) {
-  auto db = Database::open(path);
-  REQUIRE(db);
-  auto stmt = db->prepare(sql);
-  REQUIRE_MESSAGE(stmt, sql);
-  auto row = stmt->step();
-  REQUIRE(row);
-  REQUIRE(*row);
-  return stmt->text(0);
+  return first_row(path, sql, [](Statement& s) { return s.text(0); });
 }
 
 inline std::int64_t count_status(const std::string& path, const std::string& status) {
