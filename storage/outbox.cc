@@ -159,18 +159,6 @@ Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
   return report;
 }
 
-Result<std::optional<std::int64_t>> Outbox::next_due(const std::optional<std::string>& app_id) {
-  auto stmt = db_.prepare(
-      "SELECT next_attempt_at FROM metrix_outbox WHERE app_id IS ?1 AND status IN ('pending', 'sending') "
-      "ORDER BY next_attempt_at LIMIT 1");
-  if (!stmt) return stmt.error();
-  stmt->bind(1, app_id);
-  auto row = stmt->step();
-  if (!row) return row.error();
-  if (!*row) return std::optional<std::int64_t>();
-  return std::optional<std::int64_t>(stmt->int64(0));
-}
-
 Status Outbox::note_unroutable(const std::optional<std::string>& app_id, const std::string& reason) {
   auto stmt = db_.prepare(
       "UPDATE metrix_outbox SET last_error = ?2 "
@@ -183,15 +171,6 @@ Status Outbox::note_unroutable(const std::optional<std::string>& app_id, const s
 Result<std::int64_t> Outbox::unfinished_count() {
   auto stmt = db_.prepare("SELECT count(*) FROM metrix_outbox WHERE status IN ('pending', 'sending')");
   if (!stmt) return stmt.error();
-  auto row = stmt->step();
-  if (!row) return row.error();
-  return stmt->int64(0);
-}
-
-Result<std::int64_t> Outbox::count_status(RowStatus status) {
-  auto stmt = db_.prepare("SELECT count(*) FROM metrix_outbox WHERE status = ?1");
-  if (!stmt) return stmt.error();
-  stmt->bind(1, std::string_view(row_status_name(status)));
   auto row = stmt->step();
   if (!row) return row.error();
   return stmt->int64(0);

@@ -95,16 +95,12 @@ class Outbox {
   // left alone and counted as fenced.
   Result<RecordReport> record(const std::vector<Outcome>& outcomes);
 
-  // When the next row of this app becomes due (pending or sending), if any.
-  Result<std::optional<std::int64_t>> next_due(const std::optional<std::string>& app_id);
-
   // Notes on every pending row of one app why it is not being sent (e.g. no dev key), in
   // last_error. No attempt is counted; the rows stay pending.
   Status note_unroutable(const std::optional<std::string>& app_id, const std::string& reason);
 
   // Rows that are pending or sending (all apps).
   Result<std::int64_t> unfinished_count();
-  Result<std::int64_t> count_status(RowStatus status);
 
   Status beat(const Heartbeat& heartbeat);
   Status remove_heartbeat(const std::string& relay_id);
