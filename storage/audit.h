@@ -128,14 +128,21 @@ struct StatusSnapshot {
 // Counts every row, once: a full read of the outbox table (~0.1 s per million rows), no lock.
 Result<StatusSnapshot> read_status(Database& db, std::int64_t now);
 
-// A relay is taken for running while its heartbeat is younger than three of its intervals
-// (it refreshes the row every interval, and deletes it when it exits cleanly).
-bool relay_alive(const Heartbeat& heartbeat, std::int64_t now);
-
 struct HealthThresholds {
   std::int64_t max_backlog_age_ms = 15 * 60'000;  // a due row may wait this long
   std::int64_t max_idle_ms = 10 * 60'000;         // with rows waiting, something must be sent this often
 };
+
+// What evaluate_health needs, read through the indexes of unfinished rows only, so a
+// monitoring check stays cheap however many delivered rows the outbox keeps: counts holds
+// pending + sending under "pending", in_backoff counts rows not yet due (in flight included),
+// apps and errors are left empty. last_sent_at is exact whenever the verdict depends on it.
+Result<StatusSnapshot> read_health(Database& db, std::int64_t now, const HealthThresholds& thresholds);
+
+// A relay is taken for running while its heartbeat is younger than three of its intervals
+// (it refreshes the row every interval, and deletes it when it exits cleanly).
+bool relay_alive(const Heartbeat& heartbeat, std::int64_t now);
+
 
 struct Health {
   bool ok = true;
