@@ -53,12 +53,14 @@ class Input {
       return false;
     }
     bytes_ += n;
+    ++lines_;
     if (n > 0 && data[n - 1] == '\n') --n;
     line.assign(data, static_cast<size_t>(n));
     return true;
   }
 
   std::int64_t bytes() const { return bytes_; }
+  std::int64_t lines() const { return lines_; }
   std::int64_t size() const { return size_; }  // 0: unknown (a pipe)
 
  private:
@@ -69,6 +71,7 @@ class Input {
   std::unique_ptr<char, FreeDeleter> buffer_;
   size_t capacity_ = 0;
   std::int64_t bytes_ = 0;
+  std::int64_t lines_ = 0;
   std::int64_t size_ = 0;
 };
 
@@ -87,11 +90,16 @@ class Progress {
     double rate = seconds > 0 ? static_cast<double>(p.lines) / seconds : 0;
     std::string eta;
     double fraction = -1;
-    if (input_.size() > 0) {
-      fraction = std::min(1.0, static_cast<double>(input_.bytes()) / static_cast<double>(input_.size()));
-      double byte_rate = seconds > 0 ? static_cast<double>(input_.bytes()) / seconds : 0;
-      if (byte_rate > 0) eta = describe_age(static_cast<std::int64_t>(
-                                   1000.0 * static_cast<double>(input_.size() - input_.bytes()) / byte_rate));
+    if (input_.size() > 0 && input_.lines() > 0) {
+      // Lines are read ahead of the writer: count the bytes of the lines already handled,
+      // estimated from the average length of the lines read so far.
+      double done_bytes = static_cast<double>(input_.bytes()) * static_cast<double>(p.lines) /
+                          static_cast<double>(input_.lines());
+      fraction = std::min(1.0, done_bytes / static_cast<double>(input_.size()));
+      double byte_rate = seconds > 0 ? done_bytes / seconds : 0;
+      if (byte_rate > 0) {
+        eta = describe_age(static_cast<std::int64_t>(1000.0 * (static_cast<double>(input_.size()) - done_bytes) / byte_rate));
+      }
     }
     std::string counts = fmt::format("{} lines, {} new, {} already there{}, {:.0f} lines/s", p.lines, p.inserted, p.skipped,
                                      p.problems ? fmt::format(", {} bad", p.problems) : "", rate);
