@@ -267,4 +267,13 @@ Status validate(const RelayConfig& c) {
   return {};
 }
 
+std::optional<std::string> insecure_warning(const RelayConfig& c) {
+  std::string scheme;
+  auto host = url_host(c.endpoint, scheme);
+  if (!host || scheme != "http" || is_loopback_host(*host)) return std::nullopt;
+  return fmt::format("WARNING: --allow-insecure-http: the dev key goes in clear over plain http to {}; anyone on the "
+                     "path can read it and send events as you",
+                     *host);
+}
+
 }  // namespace metrix

@@ -62,4 +62,8 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
 // lease longer than a request can take, positive limits. Errc::invalid_argument says which.
 Status validate(const RelayConfig& config);
 
+// What a valid configuration still does that an operator must hear about, to log at start:
+// the dev key sent in clear over plain http to a host that is not loopback.
+std::optional<std::string> insecure_warning(const RelayConfig& config);
+
 }  // namespace metrix

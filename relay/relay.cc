@@ -602,6 +602,7 @@ int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayRep
     log::info("{}", s.error().message);
     return 2;
   }
+  if (auto warning = insecure_warning(config)) log::info("{}", *warning);
   OpenOptions options;
   options.synchronous = config.synchronous;
   options.busy_timeout_ms = static_cast<int>(config.busy_timeout_ms);

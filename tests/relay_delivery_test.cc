@@ -224,3 +224,57 @@ TEST_CASE("bad run options exit 2 with a message naming the option") {
   auto key_flag = run({relay_binary(), "run", "--db", dir.db(), "--dev-key", "abc"});
   CHECK(key_flag.exit_code == 2);
 }
+
+TEST_CASE("a dev key file others can read is refused, naming the file, without printing the key") {
+  TempDir dir;
+  make_outbox(dir.db(), 1);
+  const std::string& key = kDevKey;
+  {
+    std::ofstream key_file(dir.file("app.key"));
+    key_file << key << "\n";
+  }
+  std::filesystem::permissions(dir.file("app.key"), std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write |
+                                                        std::filesystem::perms::group_read);
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  auto r = run({relay_binary(), "run", "--db", dir.db(), "--endpoint", fake.url(), "--app-id", "app1",
+                "--dev-key-file", dir.file("app.key").string(), "--until-idle"});
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.err.find("dev key file " + dir.file("app.key").string() + ": readable by others (mode 640)") !=
+                    std::string::npos,
+                r.err);
+  CHECK(r.err.find(key) == std::string::npos);
+  CHECK(r.out.find(key) == std::string::npos);
+  CHECK(fake.records().empty());
+  CHECK(count_status(dir.db(), "pending") == 1);
+
+  std::filesystem::permissions(dir.file("app.key"), std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::remove);
+  auto fixed = run({relay_binary(), "run", "--db", dir.db(), "--endpoint", fake.url(), "--app-id", "app1",
+                    "--dev-key-file", dir.file("app.key").string(), "--until-idle"});
+  CHECK_MESSAGE(fixed.exit_code == 0, fixed.err);
+  CHECK(fake.records().size() == 1);
+  CHECK(count_status(dir.db(), "sent") == 1);
+  CHECK(fixed.err.find(key) == std::string::npos);
+}
+
+TEST_CASE("plain http to a host that is not loopback runs only when allowed, and then says so loudly") {
+  TempDir dir;
+  make_outbox(dir.db(), 0);
+  std::vector<std::string> args = {relay_binary(), "run", "--db", dir.db(), "--endpoint", "http://metrix.example",
+                                   "--app-id", "app1", "--until-idle"};
+  auto refused = run(args, {}, relay_env());
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.err.find("plain http sends the dev key in clear") != std::string::npos);
+  args.push_back("--allow-insecure-http");
+  auto allowed = run(args, {}, relay_env());
+  CHECK_MESSAGE(allowed.exit_code == 0, allowed.err);
+  CHECK(allowed.err.find("WARNING: --allow-insecure-http: the dev key goes in clear over plain http to "
+                         "metrix.example") != std::string::npos);
+  CHECK(allowed.err.find(kDevKey) == std::string::npos);
+  auto loopback = run({relay_binary(), "run", "--db", dir.db(), "--endpoint", "http://127.0.0.1:9", "--app-id", "app1",
+                       "--until-idle"},
+                      {}, relay_env());
+  CHECK_MESSAGE(loopback.exit_code == 0, loopback.err);
+  CHECK(loopback.err.find("WARNING") == std::string::npos);
+}
