@@ -318,6 +318,8 @@ TEST_CASE("report counts sent events per day, app and slug with revenue per curr
                                            "", "taqsq", "34", "107400", "3.0", ""});
   auto table = relay_cli({"report", "--db", dir.db()});
   CHECK(table.out.find("REVENUE IRR  REVENUE USD") != std::string::npos);
+  // Days are text, left-aligned under their header; only numbers are aligned right.
+  CHECK_MESSAGE(table.out.rfind("DAY (UTC) ", 0) == 0, table.out);
   CHECK(table.out.find("total: 34 sent events") != std::string::npos);
   auto future = relay_cli({"report", "--db", dir.db(), "--since", "2100-01-01", "--json"});
   CHECK(json_of(future)["rows"].empty());

@@ -1,5 +1,6 @@
 #include "tools/metrix-relay/operator_args.h"
 
+#include <cctype>
 #include <charconv>
 #include <ctime>
 
@@ -230,8 +231,24 @@ void print_csv_row(std::FILE* out, const std::vector<std::string>& fields) {
 
 namespace {
 
+// A number as SQLite prints one: -12, 3.5, 1.0e+15 (a date such as 2026-11-25 is not).
 bool numeric(const std::string& s) {
-  return !s.empty() && s.find_first_not_of("0123456789.-") == std::string::npos && s != "-";
+  size_t i = s.size() > 1 && s[0] == '-' ? 1 : 0;
+  bool digits = false, dot = false, exponent = false;
+  for (; i < s.size(); ++i) {
+    char c = s[i];
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      digits = true;
+    } else if (c == '.' && !dot && !exponent) {
+      dot = true;
+    } else if (c == 'e' && digits && !exponent) {
+      exponent = true;
+      if (i + 1 < s.size() && (s[i + 1] == '+' || s[i + 1] == '-')) ++i;
+    } else {
+      return false;
+    }
+  }
+  return digits;
 }
 
 }  // namespace
