@@ -149,6 +149,14 @@ Result<Database> Database::open(const std::string& path, const OpenOptions& opti
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
 
+  // Asked to open a file it cannot write, SQLite opens it read-only without a word, and
+  // every write then fails; a process would wait on it forever, since this connection
+  // stays read-only even after the file is made writable again.
+  if (!options.read_only && sqlite3_db_readonly(raw, "main") == 1) {
+    return Error{Errc::io, fmt::format("cannot open database {} for writing: the file is read-only (check its "
+                                       "mode, owner, attributes and file system)",
+                                       path)};
+  }
   if (!options.read_only) {
     // journal_mode can only change when no other connection is mid-way; the busy handler
     // does not cover it, so wait here for up to the busy timeout.

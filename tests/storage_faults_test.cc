@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -43,9 +45,13 @@ TEST_CASE("a relay that cannot write (file size limit) records nothing as sent, 
     REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
   auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
-  // Big enough to open and read, too small for the WAL to take a transaction.
+  // Room for the 32 KiB -shm file, so the relay opens and reads, and for one WAL frame
+  // or so, far less than claiming 300 rows writes. (The limit is per file: one just above
+  // the database's size left the WAL room for a whole claim whenever that touched fewer
+  // pages than the file has, and the test failed now and then.)
   // A soft limit only: raising it again later needs no privilege.
-  std::vector<std::string> args = {"/usr/bin/prlimit", "--fsize=" + std::to_string(file_size(dir.db()) + 4096) + ":unlimited",
+  REQUIRE(file_size(dir.db()) > 64 * 1024);
+  std::vector<std::string> args = {"/usr/bin/prlimit", "--fsize=" + std::to_string(32 * 1024 + 8 * 1024) + ":unlimited",
                                    "--"};
   for (auto& a : relay_args(dir.db(), fake.url(), {"--lease", "60s", "--shutdown-timeout", "5s"})) args.push_back(a);
   auto relay = Process::start(args, relay_env());
@@ -110,4 +116,46 @@ TEST_CASE("a database locked by another process past the busy timeout: the relay
   CHECK(wait_for([&] { return count_status(dir.db(), "sent"); }, 100, 30s) == 100);
   relay.kill(SIGTERM);
   CHECK(relay.wait(10s) == 0);
+}
+
+TEST_CASE("a read-only database file: enqueue, import and the relay refuse it clearly, add nothing, send nothing") {
+  TempDir dir;
+  make_outbox(dir.db(), 20);
+  // The tests run as root, for whom file modes do not apply: the immutable attribute does.
+  // A filesystem without it (or a process without CAP_LINUX_IMMUTABLE) cannot run this test.
+  const std::string chattr = "/usr/bin/chattr";  // e2fsprogs, a required Debian package
+  auto immutable = std::filesystem::exists(chattr) ? run({chattr, "+i", dir.db()}) : RunResult{-1, 0, "", "no " + chattr, false};
+  if (immutable.exit_code != 0) {
+    MESSAGE("skipped: cannot make a file read-only here: " << immutable.err);
+    return;
+  }
+  struct Unlock {
+    std::string path;
+    ~Unlock() { run({"/usr/bin/chattr", "-i", path}); }
+  } unlock{dir.db()};
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  const std::string refused = "cannot open database " + dir.db() + " for writing: the file is read-only";
+
+  auto enqueued = run({relay_binary(), "enqueue", "--db", dir.db(), "--json", valid_payload(21)});
+  CHECK(enqueued.exit_code == 1);
+  CHECK_MESSAGE(enqueued.err.find(refused) != std::string::npos, enqueued.err);
+  std::ofstream(dir.file("batch.ndjson")) << valid_payload(22) << "\n" << valid_payload(23) << "\n";
+  auto imported = run({relay_binary(), "import", "--db", dir.db(), dir.file("batch.ndjson").string()});
+  CHECK(imported.exit_code == 1);
+  CHECK_MESSAGE(imported.err.find(refused) != std::string::npos, imported.err);
+  // Before the fix, the relay opened the file read-only without knowing and retried its
+  // writes every second for ever, even after the file became writable again.
+  auto relay = run(relay_args(dir.db(), fake.url(), {"--until-idle"}), {}, relay_env(), 20s);
+  CHECK(relay.exit_code == 1);
+  CHECK_MESSAGE(relay.err.find(refused) != std::string::npos, relay.err);
+  CHECK(fake.records().empty());
+  CHECK(run({relay_binary(), "status", "--db", dir.db()}).exit_code == 0);  // reading still works
+
+  CHECK(run({chattr, "-i", dir.db()}).exit_code == 0);
+  auto resumed = run(relay_args(dir.db(), fake.url(), {"--until-idle"}), {}, relay_env(), 60s);
+  CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+  CHECK(count_status(dir.db(), "sent") == 20);
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox") == 20);
+  CHECK(fake.records().size() == 20);
+  CHECK(text(dir.db(), "PRAGMA integrity_check") == "ok");
 }

@@ -29,4 +29,10 @@ Result<Database> open_outbox(const std::string& path, const OpenOptions& options
   return db;
 }
 
+Result<Database> open_outbox_to_read(const std::string& path) {
+  OpenOptions options;
+  options.read_only = true;
+  return open_outbox(path, options);
+}
+
 }  // namespace metrix::cli

@@ -25,6 +25,8 @@ int fail(const Error& error);
 
 // Opens an existing, fully migrated outbox.
 Result<Database> open_outbox(const std::string& path, const OpenOptions& options = {});
+// For commands that only read: works on a file this process cannot write.
+Result<Database> open_outbox_to_read(const std::string& path);
 
 // Each subcommand registers itself on the app; its callback stores the exit code.
 void add_migrate(CLI::App& app, int& exit_code);

@@ -33,7 +33,7 @@ void add_list(CLI::App& app, int& exit_code) {
     std::int64_t now = now_ms();
     auto filter = to_filter(a->filter, now);
     if (!filter) return void(exit_code = fail(filter.error()));
-    auto db = open_outbox(a->db);
+    auto db = open_outbox_to_read(a->db);
     if (!db) return void(exit_code = fail(db.error()));
     // One more than the limit tells whether rows were left out.
     auto rows = list_rows(*db, *filter, a->limit > 0 ? a->limit + 1 : 0);

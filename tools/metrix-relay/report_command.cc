@@ -57,7 +57,7 @@ void add_report(CLI::App& app, int& exit_code) {
       if (!t) return void(exit_code = fail(Error{Errc::invalid_argument, "--until: " + t.error().message}));
       options.until = *t;
     }
-    auto db = open_outbox(a->db);
+    auto db = open_outbox_to_read(a->db);
     if (!db) return void(exit_code = fail(db.error()));
     auto rows = sent_report(*db, options);
     if (!rows) return void(exit_code = fail(rows.error()));

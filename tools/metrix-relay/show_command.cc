@@ -96,7 +96,7 @@ void add_show(CLI::App& app, int& exit_code) {
   cmd->add_option("id", a->id, "the row's id")->required()->check(CLI::NonNegativeNumber);
   add_format_flags(*cmd, a->json, nullptr);
   cmd->callback([a, &exit_code] {
-    auto db = open_outbox(a->db);
+    auto db = open_outbox_to_read(a->db);
     if (!db) return void(exit_code = fail(db.error()));
     auto h = row_history(*db, a->id);
     if (!h) return void(exit_code = fail(h.error()));

@@ -195,7 +195,7 @@ void add_status(CLI::App& app, int& exit_code) {
     if (!idle) return void(exit_code = fail(Error{Errc::invalid_argument, "--max-idle: " + idle.error().message}));
     t.max_backlog_age_ms = *backlog;
     t.max_idle_ms = *idle;
-    auto db = open_outbox(a->db);
+    auto db = open_outbox_to_read(a->db);
     if (!db) return void(exit_code = fail(db.error()));
     // The health check alone reads only what its verdict needs (cheap at any size).
     auto snapshot = a->check ? read_health(*db, now_ms(), t) : read_status(*db, now_ms());
