@@ -4,7 +4,6 @@
 // and work resumes when the fault is gone.
 #include <doctest/doctest.h>
 #include <signal.h>
-#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -18,11 +17,6 @@ using namespace metrix::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::int64_t file_size(const std::string& path) {
-  struct stat st {};
-  return stat(path.c_str(), &st) == 0 ? st.st_size : 0;
-}
 
 std::int64_t wait_for(const std::function<std::int64_t()>& value, std::int64_t n, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -50,7 +44,7 @@ TEST_CASE("a relay that cannot write (file size limit) records nothing as sent, 
   // the database's size left the WAL room for a whole claim whenever that touched fewer
   // pages than the file has, and the test failed now and then.)
   // A soft limit only: raising it again later needs no privilege.
-  REQUIRE(file_size(dir.db()) > 64 * 1024);
+  REQUIRE(std::filesystem::file_size(dir.db()) > 64 * 1024);
   std::vector<std::string> args = {"/usr/bin/prlimit", "--fsize=" + std::to_string(32 * 1024 + 8 * 1024) + ":unlimited",
                                    "--"};
   for (auto& a : relay_args(dir.db(), fake.url(), {"--lease", "60s", "--shutdown-timeout", "5s"})) args.push_back(a);
