@@ -41,6 +41,18 @@ int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : fallback;
 }
+
+// fake-metrix answering 10% of requests with a 5xx and losing 2% of its answers on purpose.
+FakeMetrix faulty_server(const TempDir& dir, const std::string& seed) {
+  return FakeMetrix::start(
+      dir, fake_args({"--error-rate", "0.1", "--drop-rate", "0.02", "--latency-ms", "2", "--seed", seed}), fake_env());
+}
+
+// A relay with short leases and timeouts, so that rows of a killed relay come due again soon.
+std::vector<std::string> crash_relay_args(const TempDir& dir, const FakeMetrix& fake, const std::string& concurrency) {
+  return relay_args(dir.db(), fake.url(), {"--lease", "3s", "--timeout", "500ms", "--shutdown-timeout", "1s",
+                                           "--concurrency", concurrency, "--max-attempts", "1000"});
+}
 }  // namespace
 
 TEST_CASE("a relay killed with SIGKILL at random moments loses nothing and leaves nothing stuck") {
@@ -48,10 +60,8 @@ TEST_CASE("a relay killed with SIGKILL at random moments loses nothing and leave
   const int events = env_int("METRIX_CRASH_EVENTS", 4000);
   TempDir dir;
   make_outbox(dir.db(), events);
-  auto fake = FakeMetrix::start(
-      dir, fake_args({"--error-rate", "0.1", "--drop-rate", "0.02", "--latency-ms", "2", "--seed", "11"}), fake_env());
-  auto args = relay_args(dir.db(), fake.url(),
-                         {"--lease", "3s", "--timeout", "500ms", "--shutdown-timeout", "1s", "--concurrency", "32", "--max-attempts", "1000"});
+  auto fake = faulty_server(dir, "11");
+  auto args = crash_relay_args(dir, fake, "32");
   std::mt19937 rng(20261126);
   std::uniform_int_distribution<int> delay_ms(30, 400);
 
@@ -94,10 +104,8 @@ TEST_CASE("two relays on one database, killed in turn under load, lose nothing a
   const int events = env_int("METRIX_CRASH_EVENTS", 4000);
   TempDir dir;
   make_outbox(dir.db(), events);
-  auto fake = FakeMetrix::start(
-      dir, fake_args({"--error-rate", "0.1", "--drop-rate", "0.02", "--latency-ms", "2", "--seed", "12"}), fake_env());
-  auto args = relay_args(dir.db(), fake.url(),
-                         {"--lease", "3s", "--timeout", "500ms", "--shutdown-timeout", "1s", "--concurrency", "16", "--max-attempts", "1000"});
+  auto fake = faulty_server(dir, "12");
+  auto args = crash_relay_args(dir, fake, "16");
   std::mt19937 rng(20261127);
   std::uniform_int_distribution<int> delay_ms(30, 400);
 
