@@ -128,6 +128,25 @@ Status create_owner_only(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// Why SQLite could open a WAL database's file but not use it: it creates PATH-wal and
+// PATH-shm beside it, which takes a writable directory.
+Error cannot_use(sqlite3* db, int rc, const std::string& path, std::string_view what) {
+  Error error = sqlite_error(db, rc, fmt::format("{} {}", what, path));
+  if ((rc & 0xff) == SQLITE_CANTOPEN) {
+    auto slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    if (access(dir.c_str(), W_OK) != 0) {
+      error.message += fmt::format("; the directory {} is not writable, and SQLite must create {}-wal and {}-shm in it",
+                                   dir, path, path);
+    }
+  }
+  return error;
+}
+
+}  // namespace
+
 Result<Database> Database::open(const std::string& path, const OpenOptions& options) {
   if (options.create && !options.read_only) {
     if (auto s = create_owner_only(path); !s) return s.error();
@@ -167,7 +186,7 @@ Result<Database> Database::open(const std::string& path, const OpenOptions& opti
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     if (rc != SQLITE_OK) {
-      auto error = sqlite_error(raw, rc, fmt::format("cannot open database {}", path));
+      auto error = cannot_use(raw, rc, path, "cannot open database");
       if ((rc & 0xff) == SQLITE_NOTADB) error.message = fmt::format("{} is not an SQLite database", path);
       return error;
     }
@@ -176,7 +195,7 @@ Result<Database> Database::open(const std::string& path, const OpenOptions& opti
     rc = sqlite3_exec(raw, "SELECT count(*) FROM sqlite_schema", nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) {
       if ((rc & 0xff) == SQLITE_NOTADB) return Error{Errc::schema, fmt::format("{} is not an SQLite database", path)};
-      return sqlite_error(raw, rc, fmt::format("cannot read database {}", path));
+      return cannot_use(raw, rc, path, "cannot read database");
     }
   }
   const char* sync = options.synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";

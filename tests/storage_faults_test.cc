@@ -112,13 +112,18 @@ TEST_CASE("a database locked by another process past the busy timeout: the relay
   CHECK(relay.wait(10s) == 0);
 }
 
-TEST_CASE("a read-only database file: enqueue, import and the relay refuse it clearly, add nothing, send nothing") {
-  TempDir dir;
-  make_outbox(dir.db(), 20);
-  // The tests run as root, for whom file modes do not apply: the immutable attribute does.
-  // A filesystem without it (or a process without CAP_LINUX_IMMUTABLE) cannot run this test.
+namespace {
+
+// Makes `lock` immutable (chattr +i) and checks that enqueue, import and the relay refuse the
+// outbox at `db` with `refused` in their message, adding and sending nothing, that status
+// still reads it when `readable`, and that the relay delivers everything once `lock` is
+// writable again. The tests run as root, for whom file modes do not apply: the immutable
+// attribute does. Without it (another file system, no CAP_LINUX_IMMUTABLE) this cannot run.
+void refused_while_immutable(const TempDir& dir, const std::string& db, const std::string& lock,
+                             const std::string& refused, bool readable) {
+  make_outbox(db, 20);
   const std::string chattr = "/usr/bin/chattr";  // e2fsprogs, a required Debian package
-  auto immutable = std::filesystem::exists(chattr) ? run({chattr, "+i", dir.db()}) : RunResult{-1, 0, "", "no " + chattr, false};
+  auto immutable = std::filesystem::exists(chattr) ? run({chattr, "+i", lock}) : RunResult{-1, 0, "", "no " + chattr, false};
   if (immutable.exit_code != 0) {
     MESSAGE("skipped: cannot make a file read-only here: " << immutable.err);
     return;
@@ -126,30 +131,47 @@ TEST_CASE("a read-only database file: enqueue, import and the relay refuse it cl
   struct Unlock {
     std::string path;
     ~Unlock() { run({"/usr/bin/chattr", "-i", path}); }
-  } unlock{dir.db()};
+  } unlock{lock};
   auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
-  const std::string refused = "cannot open database " + dir.db() + " for writing: the file is read-only";
 
-  auto enqueued = run({relay_binary(), "enqueue", "--db", dir.db(), "--json", valid_payload(21)});
+  auto enqueued = run({relay_binary(), "enqueue", "--db", db, "--json", valid_payload(21)});
   CHECK(enqueued.exit_code == 1);
   CHECK_MESSAGE(enqueued.err.find(refused) != std::string::npos, enqueued.err);
   std::ofstream(dir.file("batch.ndjson")) << valid_payload(22) << "\n" << valid_payload(23) << "\n";
-  auto imported = run({relay_binary(), "import", "--db", dir.db(), dir.file("batch.ndjson").string()});
+  auto imported = run({relay_binary(), "import", "--db", db, dir.file("batch.ndjson").string()});
   CHECK(imported.exit_code == 1);
   CHECK_MESSAGE(imported.err.find(refused) != std::string::npos, imported.err);
-  // Before the fix, the relay opened the file read-only without knowing and retried its
-  // writes every second for ever, even after the file became writable again.
-  auto relay = run(relay_args(dir.db(), fake.url(), {"--until-idle"}), {}, relay_env(), 20s);
+  auto relay = run(relay_args(db, fake.url(), {"--until-idle"}), {}, relay_env(), 20s);
   CHECK(relay.exit_code == 1);
   CHECK_MESSAGE(relay.err.find(refused) != std::string::npos, relay.err);
   CHECK(fake.records().empty());
-  CHECK(run({relay_binary(), "status", "--db", dir.db()}).exit_code == 0);  // reading still works
+  CHECK((run({relay_binary(), "status", "--db", db}).exit_code == 0) == readable);
 
-  CHECK(run({chattr, "-i", dir.db()}).exit_code == 0);
-  auto resumed = run(relay_args(dir.db(), fake.url(), {"--until-idle"}), {}, relay_env(), 60s);
+  CHECK(run({chattr, "-i", lock}).exit_code == 0);
+  auto resumed = run(relay_args(db, fake.url(), {"--until-idle"}), {}, relay_env(), 60s);
   CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
-  CHECK(count_status(dir.db(), "sent") == 20);
-  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox") == 20);
+  CHECK(count_status(db, "sent") == 20);
+  CHECK(scalar(db, "SELECT count(*) FROM metrix_outbox") == 20);
   CHECK(fake.records().size() == 20);
-  CHECK(text(dir.db(), "PRAGMA integrity_check") == "ok");
+  CHECK(text(db, "PRAGMA integrity_check") == "ok");
+}
+
+}  // namespace
+
+TEST_CASE("a read-only database file: enqueue, import and the relay refuse it clearly, add nothing, send nothing") {
+  // Before the fix, the relay opened the file read-only without knowing and retried its
+  // writes every second for ever, even after the file became writable again.
+  TempDir dir;
+  refused_while_immutable(dir, dir.db(), dir.db(),
+                          "cannot open database " + dir.db() + " for writing: the file is read-only", true);
+}
+
+TEST_CASE("a database in a directory that cannot be written (no room for -wal and -shm) is refused, saying so") {
+  TempDir dir;
+  std::filesystem::create_directory(dir.file("vault"));
+  const std::string db = dir.file("vault/outbox.db").string();
+  refused_while_immutable(dir, db, dir.file("vault").string(),
+                          "the directory " + dir.file("vault").string() + " is not writable, and SQLite must create " +
+                              db + "-wal and " + db + "-shm in it",
+                          false);
 }
