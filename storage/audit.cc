@@ -170,11 +170,8 @@ Result<std::int64_t> count_rows(Database& db, const RowFilter& filter) {
 
 Result<RowHistory> row_history(Database& db, std::int64_t id) {
   // One read transaction, so the row and its attempts are the same moment's.
-  if (auto st = db.exec("BEGIN"); !st) return st.error();
-  struct End {
-    Database& db;
-    ~End() { (void)db.exec("COMMIT"); }
-  } end{db};
+  auto snapshot = Transaction::begin_read(db.handle());
+  if (!snapshot) return snapshot.error();
   auto s = db.prepare(fmt::format("SELECT {} FROM metrix_outbox WHERE id = ?1", kRowColumns));
   if (!s) return s.error();
   s->bind(1, id);
@@ -203,11 +200,8 @@ Result<StatusSnapshot> read_status(Database& db, std::int64_t now) {
   snap.now = now;
   for (const auto& s : all_statuses()) snap.counts[s] = 0;
   // One snapshot for every number below.
-  if (auto st = db.exec("BEGIN"); !st) return st.error();
-  struct End {
-    Database& db;
-    ~End() { (void)db.exec("COMMIT"); }
-  } end{db};
+  auto snapshot = Transaction::begin_read(db.handle());
+  if (!snapshot) return snapshot.error();
 
   // One pass over the table gives the counts, due and backoff rows, and the newest delivery.
   auto counts = db.prepare(
@@ -282,11 +276,8 @@ Result<StatusSnapshot> read_health(Database& db, std::int64_t now, const HealthT
   StatusSnapshot snap;
   snap.now = now;
   for (const auto& s : all_statuses()) snap.counts[s] = 0;
-  if (auto st = db.exec("BEGIN"); !st) return st.error();
-  struct End {
-    Database& db;
-    ~End() { (void)db.exec("COMMIT"); }
-  } end{db};
+  auto snapshot = Transaction::begin_read(db.handle());
+  if (!snapshot) return snapshot.error();
   // Unfinished rows live in metrix_outbox_due (app_id, next_attempt_at, id): these read it alone.
   auto unfinished = db.prepare(
       "SELECT count(*), coalesce(sum(next_attempt_at <= ?1), 0), min(id) FROM metrix_outbox INDEXED BY metrix_outbox_due "
@@ -377,8 +368,6 @@ bool relay_alive(const Heartbeat& h, std::int64_t now) {
   return now - h.beat_at <= 3 * std::max<std::int64_t>(h.interval_ms, 1000);
 }
 
-namespace {
-
 std::string describe_age(std::int64_t ms) {
   if (ms < 0) ms = 0;
   std::int64_t s = ms / 1000;
@@ -387,8 +376,6 @@ std::string describe_age(std::int64_t ms) {
   if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
   return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
 }
-
-}  // namespace
 
 Health evaluate_health(const StatusSnapshot& snap, const HealthThresholds& t) {
   std::int64_t unfinished = snap.counts.at("pending") + snap.counts.at("sending");

@@ -235,9 +235,13 @@ Result<Statement> Database::prepare(std::string_view sql) {
   return Statement(stmt);
 }
 
-Result<Transaction> Transaction::begin(sqlite3* db) {
+Result<Transaction> Transaction::begin(sqlite3* db) { return start(db, "BEGIN IMMEDIATE"); }
+
+Result<Transaction> Transaction::begin_read(sqlite3* db) { return start(db, "BEGIN"); }
+
+Result<Transaction> Transaction::start(sqlite3* db, const char* sql) {
   if (!sqlite3_get_autocommit(db)) return Transaction(nullptr);  // join the open transaction
-  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return sqlite_error(db, rc, "begin transaction");
   return Transaction(db);
 }

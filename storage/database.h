@@ -97,6 +97,9 @@ class Database {
 class Transaction {
  public:
   static Result<Transaction> begin(sqlite3* db);
+  // A deferred BEGIN for reading: every statement until the destructor (which ends it) sees
+  // one snapshot of the database, and no write lock is taken.
+  static Result<Transaction> begin_read(sqlite3* db);
   Transaction(Transaction&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
   Transaction& operator=(Transaction&&) = delete;
   Transaction(const Transaction&) = delete;
@@ -104,6 +107,7 @@ class Transaction {
   Status commit();
 
  private:
+  static Result<Transaction> start(sqlite3* db, const char* sql);
   explicit Transaction(sqlite3* db) : db_(db) {}
   sqlite3* db_;
 };

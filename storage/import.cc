@@ -550,15 +550,7 @@ class BatchValidator {
     if (items.empty()) return flagged;
     const std::int64_t first = items.front().line;
     run("BEGIN");
-    for (const Item& item : items) {
-      if (item.blank || item.problem || item.present) continue;
-      bind_row(fill_, item);
-      fill_.bind(4, item.line);
-      if (auto s = fill_.run(); !s) {
-        run("ROLLBACK");
-        throw std::runtime_error(s.error().message);
-      }
-    }
+    fill_batch(items);
     bool failed = false;
     for (;;) {
       auto row = rules_.step();
@@ -584,19 +576,30 @@ class BatchValidator {
 
   void mark_present(std::vector<Item>& items) {
     // One read transaction: one snapshot, and no lock taken per lookup.
-    if (auto s = target_.exec("BEGIN"); !s) throw std::runtime_error(s.error().message);
+    auto snapshot = Transaction::begin_read(target_.handle());
+    if (!snapshot) throw std::runtime_error(snapshot.error().message);
     for (Item& item : items) {
       if (item.blank || item.problem || !item.row.dedup_key) continue;
       exists_.bind(1, std::string_view(*item.row.dedup_key));
       auto found = exists_.step();
       exists_.reset();
-      if (!found) {
-        (void)target_.exec("COMMIT");
-        throw std::runtime_error(found.error().message);
-      }
+      if (!found) throw std::runtime_error(found.error().message);
       item.present = *found;
     }
-    if (auto s = target_.exec("COMMIT"); !s) throw std::runtime_error(s.error().message);
+  }
+
+  // Copies the lines still to be judged into temp.batch. Call inside a transaction that is
+  // rolled back.
+  void fill_batch(const std::vector<Item>& items) {
+    for (const Item& item : items) {
+      if (item.blank || item.problem || item.present) continue;
+      bind_row(fill_, item);
+      fill_.bind(4, item.line);
+      if (auto s = fill_.run(); !s) {
+        run("ROLLBACK");
+        throw std::runtime_error(s.error().message);
+      }
+    }
   }
 
   void run(std::string_view sql) {
@@ -610,15 +613,7 @@ class BatchValidator {
   // True when the trigger accepts every line of the batch in one statement.
   bool all_accepted(const std::vector<Item>& items) {
     run("BEGIN");
-    for (const Item& item : items) {
-      if (item.blank || item.problem || item.present) continue;
-      bind_row(fill_, item);
-      fill_.bind(4, item.line);
-      if (auto s = fill_.run(); !s) {
-        run("ROLLBACK");
-        throw std::runtime_error(s.error().message);
-      }
-    }
+    fill_batch(items);
     auto done = all_.step();
     all_.reset();
     run("ROLLBACK");
