@@ -197,15 +197,6 @@ std::string short_time(std::int64_t ms) {
   return full.substr(0, 19) + "Z";
 }
 
-std::string describe_age(std::int64_t ms) {
-  if (ms < 0) ms = 0;
-  std::int64_t s = ms / 1000;
-  if (s < 60) return fmt::format("{}s", s);
-  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
-  if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
-  return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
-}
-
 std::string csv_field(std::string_view text) {
   bool quote = text.find_first_of(",\"\r\n") != std::string_view::npos ||
                (!text.empty() && (text.front() == ' ' || text.back() == ' '));

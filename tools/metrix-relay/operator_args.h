@@ -45,8 +45,6 @@ bool narrows(const FilterFlags& flags);
 std::string iso_time(std::int64_t ms);
 // The same without milliseconds, for tables: 2026-11-25T10:00:00Z.
 std::string short_time(std::int64_t ms);
-// "3m12s", "2h05m", "1d04h".
-std::string describe_age(std::int64_t ms);
 
 // One CSV field (RFC 4180): quoted when it holds a comma, quote, CR, LF or edge spaces.
 std::string csv_field(std::string_view text);
