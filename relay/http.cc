@@ -226,6 +226,11 @@ Result<std::vector<HttpResult>> HttpClient::poll(int wait_ms) {
   return done;
 }
 
+void HttpClient::wakeup() {
+  // A failed wakeup costs at most the poll's timeout (50 ms in the relay loop), nothing more.
+  (void)curl_multi_wakeup(multi_.get());
+}
+
 std::vector<std::uint64_t> HttpClient::abort_all() {
   std::vector<std::uint64_t> tags;
   for (auto& t : active_) {

@@ -1,5 +1,5 @@
 // HttpClient: many POSTs in flight over kept-alive connections, with the libcurl multi
-// interface, driven from one thread (the relay loop). Not thread-safe.
+// interface, driven from one thread (the relay loop). Not thread-safe, but for wakeup().
 //
 // Each request gets connect and total timeouts, certificate verification for https, no
 // "Expect: 100-continue" wait, and HTTP/2 where a TLS server offers it. An answer is only
@@ -69,6 +69,10 @@ class HttpClient {
 
   // Drives the transfers, waiting up to `wait_ms` for progress, and returns those finished.
   Result<std::vector<HttpResult>> poll(int wait_ms);
+
+  // Makes a poll() in progress, or else the next one, return at once. The one method that
+  // may be called from any thread (curl_multi_wakeup).
+  void wakeup();
 
   std::size_t in_flight() const { return active_.size(); }
 

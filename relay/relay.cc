@@ -13,6 +13,7 @@
 
 #include "relay/http.h"
 #include "relay/log.h"
+#include "relay/writer.h"
 #include "storage/migrate.h"
 
 namespace metrix {
@@ -70,8 +71,14 @@ struct AppState {
 
 class Relay {
  public:
-  Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, const std::atomic<bool>& stop)
-      : config_(config), db_(db), outbox_(db), http_(std::move(http)), stop_(stop), rng_(std::random_device{}()) {}
+  Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, Database writer_db,
+        const std::atomic<bool>& stop)
+      : config_(config),
+        outbox_(db),
+        http_(std::move(http)),
+        writer_(std::make_unique<Writer>(std::move(writer_db), [http = http_.get()] { http->wakeup(); })),
+        stop_(stop),
+        rng_(std::random_device{}()) {}
 
   int run(RelayReport* report);
 
@@ -85,9 +92,12 @@ class Relay {
   };
 
   AppState& app_for(const std::optional<std::string>& app_value);
-  Status claim_round(std::int64_t now, int limit, std::vector<Outcome>& settled);
-  // Records the answered outcomes and claims up to `claim_limit` rows, in one transaction.
-  Status write_round(std::int64_t now, int claim_limit, int& claimed);
+  // Starts a write round on the writer thread: the outcomes so far, and claims of up to
+  // `claim_limit` rows from the apps that may be sent to now.
+  void start_round(std::int64_t now, int claim_limit);
+  // Takes in a finished round: its claims become ready (or are settled without a request:
+  // stale, in doubt); a failed round's outcomes wait for the next one.
+  Status finish_round(WriteDone done);
   void send_ready(std::int64_t now);
   void send(Ready ready);
   // Gives a claimed row back without an attempt (shutdown, paused app): pending, due at `due`.
@@ -97,24 +107,30 @@ class Relay {
   void resume_app(AppState& app, std::int64_t now);
   std::optional<std::string> blocked_reason();
   void progress(std::int64_t now, bool final);
-  void add_outcome(Outcome o);
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   const RelayConfig& config_;
-  Database& db_;
-  Outbox outbox_;
+  Outbox outbox_;  // this thread's connection: pauses, heartbeat, counts; the writer has its own
   std::unique_ptr<HttpClient> http_;
+  std::unique_ptr<Writer> writer_;  // after http_: it wakes http_ until it stops
   const std::atomic<bool>& stop_;
   std::mt19937_64 rng_;
 
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
   std::map<std::string, AppPause> stored_pauses_;
+  std::vector<std::optional<std::string>> active_apps_;    // as of the last round
   std::deque<Ready> ready_;                                // claimed, not yet sent, oldest first
   std::unordered_map<std::uint64_t, Ready> in_flight_;     // by request tag
   std::uint64_t next_tag_ = 1;
   std::vector<Outcome> outcomes_;       // decided, not yet committed
-  std::int64_t oldest_outcome_at_ = 0;
+  // The round on the writer thread: when it was started and what it may claim.
+  std::int64_t round_now_ = 0;
+  int round_claim_limit_ = 0;
+  std::vector<AppState*> round_probes_;
+  std::vector<AppState*> round_notes_;
+  bool round_found_apps_ = false;       // it listed an app the round before did not
   std::int64_t storage_retry_at_ = 0;   // after a storage error: no writes before this
+  std::int64_t producers_seen_at_ = -1'000'000;  // when a round last saw another connection's commit
   RelayReport stats_;
   std::int64_t last_progress_at_ = 0;
   std::int64_t last_progress_done_ = 0;
@@ -148,118 +164,88 @@ AppState& Relay::app_for(const std::optional<std::string>& app_value) {
   return *apps_.emplace(id, std::move(app)).first->second;
 }
 
-Status Relay::claim_round(std::int64_t now, int limit, std::vector<Outcome>& settled) {
-  auto active = outbox_.active_apps();
-  if (!active) return active.error();
-  for (const auto& app_value : *active) {
-    if (limit <= 0) break;
+void Relay::start_round(std::int64_t now, int claim_limit) {
+  WriteJob job;
+  job.now = now;
+  job.lease_ms = config_.lease_ms;
+  job.claim_limit = claim_limit;
+  job.outcomes = std::exchange(outcomes_, {});
+  // Only apps the last round listed: an app new to this relay is claimed from the round after
+  // the one that found it, once its state here says whether it may be sent to.
+  for (const auto& app_value : active_apps_) {
+    if (claim_limit <= 0) break;
     AppState& app = app_for(app_value);
     if (!app.headers) {
       if (!app.reported_unroutable) {
         log::info("WARNING: {}; its rows stay pending", app.unroutable_reason);
-        if (auto s = outbox_.note_unroutable(app_value, app.unroutable_reason); !s) return s;
+        job.notes.emplace_back(app_value, app.unroutable_reason);
         app.reported_unroutable = true;
+        round_notes_.push_back(&app);
       }
-      continue;
-    }
-    int app_limit = limit;
-    bool probe = false;
-    if (app.pause) {
+    } else if (app.pause) {
       if (app.probe_in_flight || now < app.pause->next_probe_at) continue;
-      app_limit = 1;  // one probe per pause interval
-      probe = true;
-    } else if (now < app.slow_until) {
+      job.gates[app_value] = 1;  // one probe per pause interval
+      app.probe_in_flight = true;
+      round_probes_.push_back(&app);
+    } else if (now >= app.slow_until) {
+      job.gates[app_value] = claim_limit;
+    }
+  }
+  round_now_ = now;
+  round_claim_limit_ = claim_limit;
+  writer_->submit(std::move(job));
+}
+
+Status Relay::finish_round(WriteDone done) {
+  ++write_rounds_;
+  last_write_lock_us_ = done.lock_us;
+  write_lock_us_ += done.lock_us;
+  for (AppState* app : round_probes_) app->probe_in_flight = false;  // set again below if claimed
+  auto probes = std::exchange(round_probes_, {});
+  auto notes = std::exchange(round_notes_, {});
+  if (!done.status) {
+    // Nothing of the round was written: its outcomes go into the next one, and the notes are
+    // written again.
+    outcomes_.insert(outcomes_.begin(), std::make_move_iterator(done.unrecorded.begin()),
+                     std::make_move_iterator(done.unrecorded.end()));
+    for (AppState* app : notes) app->reported_unroutable = false;
+    return done.status;
+  }
+  if (done.recorded.fenced) {
+    stats_.fenced += done.recorded.fenced;
+    log::info("{} outcomes not recorded: their rows were claimed again after this relay's lease expired",
+              done.recorded.fenced);
+  }
+  round_found_apps_ = false;
+  for (const auto& app_value : done.active_apps) {
+    if (std::find(active_apps_.begin(), active_apps_.end(), app_value) == active_apps_.end()) round_found_apps_ = true;
+  }
+  active_apps_ = std::move(done.active_apps);
+  const std::int64_t now = round_now_;
+  for (Claim& c : done.claims) {
+    Outcome o;
+    o.id = c.id;
+    o.lease_token = c.lease_token;
+    o.attempted = false;
+    o.started_at = o.finished_at = o.next_attempt_at = now;
+    AppState& app = app_for(c.app_id);
+    if (now - c.created_at > config_.max_age_ms) {
+      o.status = RowStatus::dead;
+      o.error = fmt::format("stale: older than --max-age {}", describe_ms(config_.max_age_ms));
+      ++stats_.dead;
+    } else if (c.lease_expired && config_.in_doubt == InDoubtPolicy::hold) {
+      o.status = RowStatus::held;
+      o.error = "in doubt: a relay claimed it and stopped before recording an answer";
+      ++stats_.held;
+    } else {
+      bool probe = std::find(probes.begin(), probes.end(), &app) != probes.end();
+      if (probe) app.probe_in_flight = true;
+      ready_.push_back(Ready{std::move(c), &app, probe, now});
       continue;
     }
-    auto claims = outbox_.claim(app_value, now, config_.lease_ms, app_limit);
-    if (!claims) return claims.error();
-    for (Claim& c : *claims) {
-      --limit;
-      Outcome o;
-      o.id = c.id;
-      o.lease_token = c.lease_token;
-      o.attempted = false;
-      o.started_at = o.finished_at = o.next_attempt_at = now;
-      if (now - c.created_at > config_.max_age_ms) {
-        o.status = RowStatus::dead;
-        o.error = fmt::format("stale: older than --max-age {}", describe_ms(config_.max_age_ms));
-      } else if (c.lease_expired && config_.in_doubt == InDoubtPolicy::hold) {
-        o.status = RowStatus::held;
-        o.error = "in doubt: a relay claimed it and stopped before recording an answer";
-      } else {
-        if (probe) app.probe_in_flight = true;
-        ready_.push_back(Ready{std::move(c), &app, probe, now});
-        continue;
-      }
-      settled.push_back(std::move(o));
-    }
+    outcomes_.push_back(std::move(o));
   }
   return {};
-}
-
-Status Relay::write_round(std::int64_t now, int claim_limit, int& claimed) {
-  claimed = 0;
-  std::vector<Outcome> settled;  // claimed rows decided without a request (stale, in doubt)
-  const size_t ready_before = ready_.size();
-  auto undo_claims = [&] {
-    // The transaction rolled back: rows claimed in it are not ours. Forget them.
-    for (size_t i = ready_.size(); i > ready_before; --i) {
-      if (ready_.back().probe) ready_.back().app->probe_in_flight = false;
-      ready_.pop_back();
-    }
-  };
-  // One short write transaction for both: the fewer times the relay takes the write lock,
-  // the less a producer committing beside it waits.
-  auto tx = Transaction::begin(db_.handle());
-  if (!tx) return tx.error();
-  // From here to the end of the scope this relay holds the write lock: measured for pacing
-  // and for the progress line.
-  struct LockTimer {
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-    std::int64_t& last_us;
-    std::int64_t& total_us;
-    ~LockTimer() {
-      last_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
-      total_us += last_us;
-    }
-  } timer{.last_us = last_write_lock_us_, .total_us = write_lock_us_};
-  ++write_rounds_;
-  RecordReport recorded;
-  if (!outcomes_.empty()) {
-    auto report = outbox_.record(outcomes_);
-    if (!report) return report.error();
-    recorded = *report;
-  }
-  if (claim_limit > 0) {
-    if (auto s = claim_round(now, claim_limit, settled); !s) {
-      undo_claims();
-      return s;
-    }
-    if (!settled.empty()) {
-      if (auto report = outbox_.record(settled); !report) {
-        undo_claims();
-        return report.error();
-      }
-    }
-  }
-  if (auto s = tx->commit(); !s) {
-    undo_claims();
-    return s;
-  }
-  if (recorded.fenced) {
-    stats_.fenced += recorded.fenced;
-    log::info("{} outcomes not recorded: their rows were claimed again after this relay's lease expired",
-              recorded.fenced);
-  }
-  outcomes_.clear();
-  for (const Outcome& o : settled) (o.status == RowStatus::dead ? stats_.dead : stats_.held)++;
-  claimed = static_cast<int>(ready_.size() - ready_before + settled.size());
-  return {};
-}
-
-void Relay::add_outcome(Outcome o) {
-  if (outcomes_.empty()) oldest_outcome_at_ = o.finished_at;
-  outcomes_.push_back(std::move(o));
 }
 
 void Relay::hand_back(const Claim& claim, std::int64_t now, std::int64_t due) {
@@ -270,7 +256,7 @@ void Relay::hand_back(const Claim& claim, std::int64_t now, std::int64_t due) {
   o.attempted = false;
   o.started_at = o.finished_at = now;
   o.next_attempt_at = due;
-  add_outcome(std::move(o));
+  outcomes_.push_back(std::move(o));
 }
 
 void Relay::send_ready(std::int64_t now) {
@@ -403,7 +389,7 @@ void Relay::on_answer(const HttpResult& result) {
       break;
     }
   }
-  add_outcome(std::move(o));
+  outcomes_.push_back(std::move(o));
 }
 
 std::optional<std::string> Relay::blocked_reason() {
@@ -467,9 +453,10 @@ int Relay::run(RelayReport* report) {
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
 
-  // Claimed rows kept ready beyond the requests in flight, so that one write transaction per
-  // commit interval can feed every request slot: the window bounds how many rows are leased.
-  const int window = config_.concurrency + std::max(512, config_.concurrency);
+  // Claimed rows kept ready beyond the requests in flight, so that every request slot stays
+  // fed while a round runs and the pause after it (at 20,000 events/s, 50 ms use 1,000 rows):
+  // the window bounds how many rows are leased.
+  const int window = config_.concurrency + std::max(2048, config_.concurrency);
   std::int64_t next_claim_at = 0;
   std::int64_t next_write_allowed = 0;
   std::int64_t stop_deadline = 0;
@@ -499,7 +486,7 @@ int Relay::run(RelayReport* report) {
             o.started_at = o.finished_at = o.next_attempt_at = now;
             o.error = "in doubt: the relay stopped before the answer came";
             ++stats_.held;
-            add_outcome(std::move(o));
+            outcomes_.push_back(std::move(o));
           } else {
             hand_back(it->second.claim, now, now);
           }
@@ -510,55 +497,41 @@ int Relay::run(RelayReport* report) {
       }
     }
 
-    send_ready(now);
-    std::int64_t next_write_at = (!outcomes_.empty() || (!stop_deadline && ready_.size() < size_t(window / 2)))
-                                     ? std::max(next_write_allowed, next_claim_at)
-                                     : now + 50;
-    if (!outcomes_.empty()) next_write_at = std::min(next_write_at, next_write_allowed);
-    int wait_ms = static_cast<int>(std::clamp<std::int64_t>(next_write_at - now, 0, 50));
-    auto results = http_->poll(wait_ms);
-    if (!results) {
-      log::info("http: {}", results.error().message);
-      exit_code = 1;
-      break;
-    }
-    for (const auto& r : *results) on_answer(r);
-    now = now_ms();
-    send_ready(now);
-
-    // One write transaction per commit interval at most: outcomes are durable within
-    // milliseconds (the duplicate window after a crash), and the write lock stays free for
-    // producers nearly all the time. An idle relay with nothing to send claims at once.
-    bool starving = http_->in_flight() == 0 && ready_.empty();
-    bool interval_passed = now >= next_write_allowed;
-    int claim_limit = 0;
-    if (!stop_deadline && now >= next_claim_at && ready_.size() < size_t(window / 2)) {
-      claim_limit = window - static_cast<int>(ready_.size() + http_->in_flight());
-    }
-    bool write = (!outcomes_.empty() && (interval_passed || starving || stop_deadline || outcomes_.size() >= 1024)) ||
-                 (claim_limit > 0 && (interval_passed || starving));
-    if (write && now >= storage_retry_at_) {
-      int claimed = 0;
-      if (auto s = write_round(now, claim_limit, claimed); !s) {
-        if (s.error().code == Errc::schema) {
+    // A finished write round: its claims can go out, and the next round may start.
+    if (auto done = writer_->busy() ? writer_->take() : std::nullopt) {
+      const int claim_limit = round_claim_limit_;
+      const size_t claimed = done->claims.size();
+      const bool others_wrote = done->others_wrote;
+      const auto status = finish_round(std::move(*done));
+      now = now_ms();
+      if (stop_deadline) {
+        for (const Ready& r : ready_) hand_back(r.claim, now, now);  // claimed while stopping
+        ready_.clear();
+      }
+      if (!status) {
+        if (status.error().code == Errc::schema) {
           // A corrupt or replaced database file: waiting will not mend it, and writing more
           // could make it worse. Stop; rows in flight are sent again after their lease.
           log::info("stopping: the database is damaged: {}; check it with 'PRAGMA integrity_check'",
-                    s.error().message);
+                    status.error().message);
           exit_code = 1;
           break;
         }
         log::info("cannot write to the outbox ({} outcomes waiting): {}; retrying in 1s", outcomes_.size(),
-                  s.error().message);
+                  status.error().message);
         storage_retry_at_ = now + 1000;
       } else {
-        // Pace the writes: after a write that held the lock for d, wait at least 4·d, so the
-        // relay holds the write lock at most a fifth of the time however fast it drains, and a
-        // producer's commit never waits long.
-        next_write_allowed = now_ms() + std::max(config_.commit_interval_ms, 4 * last_write_lock_us_ / 1000);
-        if (claim_limit > 0 && claimed == 0) {
-          next_claim_at = now + config_.poll_interval_ms;
-          if (config_.until_idle && starving && outcomes_.empty()) {
+        // Beside producers, pace the writes: after a round that held the lock for d, wait at
+        // least 4·d, so the relay holds the write lock at most a fifth of the time however
+        // fast it drains, and a producer's commit never waits long. Alone (no other
+        // connection committed for a second), the next round may start after the interval.
+        if (others_wrote) producers_seen_at_ = now;
+        const bool beside_producers = now - producers_seen_at_ < 1000;
+        next_write_allowed =
+            now + std::max(config_.commit_interval_ms, beside_producers ? 4 * last_write_lock_us_ / 1000 : 0);
+        if (claim_limit > 0 && claimed == 0 && !round_found_apps_) {
+          next_claim_at = now + config_.poll_interval_ms;  // nothing was due
+          if (config_.until_idle && http_->in_flight() == 0 && ready_.empty() && outcomes_.empty()) {
             auto unfinished = outbox_.unfinished_count();
             if (unfinished && *unfinished == 0) break;
             if (auto reason = blocked_reason()) {
@@ -570,14 +543,48 @@ int Relay::run(RelayReport* report) {
         }
       }
     }
+
+    send_ready(now);
+    std::int64_t next_write_at = (!outcomes_.empty() || (!stop_deadline && ready_.size() < size_t(window / 2)))
+                                     ? std::max(next_write_allowed, next_claim_at)
+                                     : now + 50;
+    if (!outcomes_.empty()) next_write_at = std::min(next_write_at, next_write_allowed);
+    // While a round runs, the writer wakes the poll when it is done.
+    int wait_ms = writer_->busy() ? 50 : static_cast<int>(std::clamp<std::int64_t>(next_write_at - now, 0, 50));
+    auto results = http_->poll(wait_ms);
+    if (!results) {
+      log::info("http: {}", results.error().message);
+      exit_code = 1;
+      break;
+    }
+    for (const auto& r : *results) on_answer(r);
+    now = now_ms();
+    send_ready(now);
+
+    // One write round per commit interval at most: outcomes are durable within
+    // milliseconds (the duplicate window after a crash), and the write lock stays free for
+    // producers nearly all the time. An idle relay with nothing to send claims at once.
+    bool starving = http_->in_flight() == 0 && ready_.empty();
+    bool interval_passed = now >= next_write_allowed;
+    int claim_limit = 0;
+    if (!stop_deadline && now >= next_claim_at && ready_.size() < size_t(window / 2)) {
+      claim_limit = window - static_cast<int>(ready_.size() + http_->in_flight());
+    }
+    bool write = (!outcomes_.empty() && (interval_passed || starving || stop_deadline)) ||
+                 (claim_limit > 0 && (interval_passed || starving));
+    if (write && !writer_->busy() && now >= storage_retry_at_) start_round(now, claim_limit);
     progress(now, false);
   }
 
+  // The round in progress, then the outcomes still waiting; rows claimed and not sent go back.
+  if (writer_->busy()) {
+    if (auto s = finish_round(writer_->wait()); !s) log::info("cannot write to the outbox: {}", s.error().message);
+  }
   for (const Ready& r : ready_) hand_back(r.claim, now_ms(), now_ms());
   ready_.clear();
   for (int tries = 0; !outcomes_.empty(); ++tries) {
-    int claimed = 0;
-    if (auto s = write_round(now_ms(), 0, claimed); !s) {
+    start_round(now_ms(), 0);
+    if (auto s = finish_round(writer_->wait()); !s) {
       if (tries >= 10) {
         log::info("giving up on recording {} outcomes: {}; those rows stay 'sending' and are sent again after their lease",
                   outcomes_.size(), s.error().message);
@@ -625,7 +632,13 @@ int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayRep
     log::info("{}", http.error().message);
     return 1;
   }
-  Relay relay(config, *db, std::move(*http), stop);
+  // The writer thread's own connection: the loop's stays free for pauses and the heartbeat.
+  auto writer_db = Database::open(config.db_path, options);
+  if (!writer_db) {
+    log::info("{}", writer_db.error().message);
+    return 1;
+  }
+  Relay relay(config, *db, std::move(*http), std::move(*writer_db), stop);
   return relay.run(report);
 }
 

@@ -1,11 +1,15 @@
 // The relay: claim due rows -> build each request -> send (libcurl multi) -> classify the
-// answer -> record the outcome. One thread, one database connection, one HttpClient.
+// answer -> record the outcome. One loop thread with one HttpClient; the outcomes commit and
+// the claims are made in write rounds on a second thread with its own connection (writer.h),
+// so requests keep flowing while a round holds the write lock.
 //
 // Guarantees (README.md, "Delivery guarantees"):
 // - at least once: a row leaves 'pending'/'sending' only through a recorded outcome; a crash
 //   leaves claimed rows leased, and they are due again when the lease expires;
 // - outcomes are committed in batches within milliseconds of the answer, so only requests
 //   in flight and answers not yet committed can be sent twice after a crash;
+// - beside producers (a round saw another connection's commit in the last second), rounds are
+//   paced so the relay holds the write lock at most about a fifth of the time;
 // - fencing: an outcome is recorded only while the row still carries this relay's lease
 //   token, so a relay that stalled past its lease never overwrites a newer claim;
 // - the body is the producer's payload byte for byte, with "eventTime" inserted first when the

@@ -214,6 +214,14 @@ Result<Database> Database::open_memory() {
   return db;
 }
 
+Result<std::int64_t> Database::data_version() {
+  auto stmt = prepare("PRAGMA data_version");
+  if (!stmt) return stmt.error();
+  auto row = stmt->step();
+  if (!row) return row.error();
+  return stmt->int64(0);
+}
+
 Status Database::exec(std::string_view sql) {
   std::string text(sql);
   char* message = nullptr;

@@ -84,6 +84,9 @@ class Database {
   Status exec(std::string_view sql);
   // A statement to keep and reuse (SQLITE_PREPARE_PERSISTENT).
   Result<Statement> prepare(std::string_view sql);
+  // PRAGMA data_version: changes between two calls exactly when another connection
+  // committed in between (this connection's own commits leave it alone).
+  Result<std::int64_t> data_version();
 
  private:
   std::unique_ptr<sqlite3, SqliteCloser> db_;

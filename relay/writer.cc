@@ -1,0 +1,110 @@
+#include "relay/writer.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace metrix {
+
+Writer::Writer(Database db, std::function<void()> wake)
+    : db_(std::move(db)), outbox_(db_), wake_(std::move(wake)), thread_([this] { loop(); }) {}
+
+Writer::~Writer() {
+  {
+    std::lock_guard lock(mutex_);
+    quit_ = true;
+  }
+  changed_.notify_all();
+  thread_.join();
+}
+
+void Writer::submit(WriteJob job) {
+  {
+    std::lock_guard lock(mutex_);
+    job_ = std::move(job);
+  }
+  busy_ = true;
+  changed_.notify_all();
+}
+
+std::optional<WriteDone> Writer::take() {
+  std::lock_guard lock(mutex_);
+  if (!done_) return std::nullopt;
+  busy_ = false;
+  return std::exchange(done_, std::nullopt);
+}
+
+WriteDone Writer::wait() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return done_.has_value(); });
+  busy_ = false;
+  return *std::exchange(done_, std::nullopt);
+}
+
+void Writer::loop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    changed_.wait(lock, [&] { return quit_ || job_.has_value(); });
+    if (!job_) return;  // quit, and no round left to run
+    WriteJob job = *std::exchange(job_, std::nullopt);
+    lock.unlock();
+    WriteDone done = run_round(job);
+    lock.lock();
+    done_ = std::move(done);
+    changed_.notify_all();
+    wake_();
+  }
+}
+
+WriteDone Writer::run_round(WriteJob& job) {
+  WriteDone done;
+  auto failed = [&](Error error) {
+    // The transaction rolls back as the round's scope ends: nothing of the round is written
+    // and no row is ours.
+    done.status = std::move(error);
+    done.unrecorded = std::move(job.outcomes);
+    done.claims.clear();
+    done.active_apps.clear();
+    done.recorded = {};
+    return std::move(done);
+  };
+  std::chrono::steady_clock::time_point locked;
+  {
+    // One short write transaction for everything: the fewer times the relay takes the
+    // write lock, the less a producer committing beside it waits.
+    auto tx = Transaction::begin(db_.handle());
+    if (!tx) return failed(tx.error());
+    locked = std::chrono::steady_clock::now();  // the lock is held from here, not the wait for it
+    // Read with the write lock held, so no commit of another connection falls between this
+    // round and the next unseen.
+    auto version = db_.data_version();
+    if (!version) return failed(version.error());
+    done.others_wrote = data_version_ && *data_version_ != *version;
+    data_version_ = *version;
+    if (!job.outcomes.empty()) {
+      auto report = outbox_.record(job.outcomes);
+      if (!report) return failed(report.error());
+      done.recorded = *report;
+    }
+    for (const auto& [app, reason] : job.notes) {
+      if (auto s = outbox_.note_unroutable(app, reason); !s) return failed(s.error());
+    }
+    auto active = outbox_.active_apps();
+    if (!active) return failed(active.error());
+    done.active_apps = std::move(*active);
+    int limit = job.claim_limit;
+    for (const auto& app : done.active_apps) {
+      auto gate = job.gates.find(app);
+      if (limit <= 0) break;
+      if (gate == job.gates.end() || gate->second <= 0) continue;
+      auto claims = outbox_.claim(app, job.now, job.lease_ms, std::min(limit, gate->second));
+      if (!claims) return failed(claims.error());
+      limit -= static_cast<int>(claims->size());
+      std::move(claims->begin(), claims->end(), std::back_inserter(done.claims));
+    }
+    if (auto s = tx->commit(); !s) return failed(s.error());
+  }
+  done.lock_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - locked).count();
+  return done;
+}
+
+}  // namespace metrix

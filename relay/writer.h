@@ -1,0 +1,87 @@
+// Writer: the relay's write rounds, on a thread of their own with a connection of their own,
+// so that requests keep flowing while outcomes commit (a round holds the write lock for
+// milliseconds, the fsync included; on the relay's one loop no answer was read meanwhile).
+//
+// A round is one BEGIN IMMEDIATE transaction: record the answered outcomes, list the apps
+// with unfinished rows, note why unroutable apps are not sent, and claim due rows of the
+// apps the loop opened. All of it commits or none of it: a round that fails hands its
+// outcomes back to the loop, claims nothing, and leaves the database as it was.
+//
+// Threads: the relay loop owns the Writer and calls every method; the writer thread only
+// runs rounds. One round at a time: submit() while busy() is a bug.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "storage/database.h"
+#include "storage/outbox.h"
+
+namespace metrix {
+
+struct WriteJob {
+  std::int64_t now = 0;
+  std::vector<Outcome> outcomes;
+  // Rows to claim, in all: up to claim_limit; of one app, up to its gate. An app with no
+  // gate is not claimed (the loop opens it once it has seen it in active_apps).
+  int claim_limit = 0;
+  std::int64_t lease_ms = 0;
+  std::map<std::optional<std::string>, int> gates;
+  // Apps whose pending rows get last_error = reason (Outbox::note_unroutable).
+  std::vector<std::pair<std::optional<std::string>, std::string>> notes;
+};
+
+struct WriteDone {
+  Status status;                  // failed: nothing of the round was written
+  std::vector<Outcome> unrecorded;  // the job's outcomes, when the round failed
+  RecordReport recorded;
+  std::vector<Claim> claims;      // leased to this relay by the round
+  std::vector<std::optional<std::string>> active_apps;  // apps with pending or sending rows
+  std::int64_t lock_us = 0;       // how long the round held the write lock
+  bool others_wrote = false;      // another connection committed since the round before
+};
+
+class Writer {
+ public:
+  // Takes an open connection (used from the writer thread only from now on). `wake` is
+  // called from the writer thread when a round is done; it must be thread-safe.
+  Writer(Database db, std::function<void()> wake);
+  ~Writer();  // waits for the round in progress, then stops the thread
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void submit(WriteJob job);
+  bool busy() const { return busy_; }
+  // The finished round, if there is one; never blocks.
+  std::optional<WriteDone> take();
+  // Blocks until the round in progress is done.
+  WriteDone wait();
+
+ private:
+  void loop();
+  WriteDone run_round(WriteJob& job);
+
+  Database db_;
+  Outbox outbox_;
+  std::optional<std::int64_t> data_version_;  // the writer thread's
+  std::function<void()> wake_;
+  bool busy_ = false;  // the loop's view: a job submitted and not yet taken
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::optional<WriteJob> job_;    // guarded by mutex_
+  std::optional<WriteDone> done_;  // guarded by mutex_
+  bool quit_ = false;              // guarded by mutex_
+  std::thread thread_;             // last: starts after everything above exists
+};
+
+}  // namespace metrix
