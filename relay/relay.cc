@@ -131,6 +131,7 @@ class Relay {
   bool round_found_apps_ = false;       // it listed an app the round before did not
   std::int64_t storage_retry_at_ = 0;   // after a storage error: no writes before this
   std::int64_t producers_seen_at_ = -1'000'000;  // when a round last saw another connection's commit
+  bool loop_wrote_ = false;             // outbox_ committed (heartbeat, pause) since the last round began
   RelayReport stats_;
   std::int64_t last_progress_at_ = 0;
   std::int64_t last_progress_done_ = 0;
@@ -170,6 +171,7 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
   job.lease_ms = config_.lease_ms;
   job.claim_limit = claim_limit;
   job.outcomes = std::exchange(outcomes_, {});
+  job.loop_wrote = std::exchange(loop_wrote_, false);
   // Only apps the last round listed: an app new to this relay is claimed from the round after
   // the one that found it, once its state here says whether it may be sent to.
   for (const auto& app_value : active_apps_) {
@@ -260,7 +262,7 @@ void Relay::hand_back(const Claim& claim, std::int64_t now, std::int64_t due) {
 }
 
 void Relay::send_ready(std::int64_t now) {
-  // Sent only after the claim committed (write_round): a claim that rolled back is not ours.
+  // Sent only after the claim committed (finish_round): a claim that rolled back is not ours.
   size_t n = ready_.size();
   for (size_t i = 0; i < n && http_->in_flight() < static_cast<size_t>(config_.concurrency); ++i) {
     Ready r = std::move(ready_.front());
@@ -272,6 +274,7 @@ void Relay::send_ready(std::int64_t now) {
     } else if (now + config_.timeout_ms + 1000 > r.claimed_at + config_.lease_ms) {
       // Its lease would end while the request may still run, and another relay could then
       // send it too: give it back to be claimed afresh.
+      if (r.probe) r.app->probe_in_flight = false;
       hand_back(r.claim, now, now);
     } else {
       send(std::move(r));
@@ -311,6 +314,7 @@ void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe
     return;  // answers of requests sent before the pause: it is already recorded
   }
   stored_pauses_[app.id] = *app.pause;
+  loop_wrote_ = true;
   if (auto s = outbox_.save_pause(*app.pause); !s) log::info("cannot store the pause of app {}: {}", app.id, s.error().message);
 }
 
@@ -319,6 +323,7 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
             describe_ms(std::max<std::int64_t>(0, (now - app.pause->since) / 1000 * 1000)), app.pause->reason);
   app.pause.reset();
   stored_pauses_.erase(app.id);
+  loop_wrote_ = true;
   if (auto s = outbox_.clear_pause(app.id); !s) log::info("cannot clear the pause of app {}: {}", app.id, s.error().message);
 }
 
@@ -427,6 +432,7 @@ void Relay::progress(std::int64_t now, bool final) {
   last_progress_done_ = done;
   heartbeat_.beat_at = now;
   heartbeat_.sent = stats_.sent;
+  loop_wrote_ = true;
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
 }
 
@@ -451,11 +457,12 @@ int Relay::run(RelayReport* report) {
   heartbeat_.started_at = heartbeat_.beat_at = last_progress_at_;
   heartbeat_.interval_ms = config_.progress_interval_ms;
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
+  loop_wrote_ = true;
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
 
   // Claimed rows kept ready beyond the requests in flight, so that every request slot stays
   // fed while a round runs and the pause after it (at 20,000 events/s, 50 ms use 1,000 rows):
-  // the window bounds how many rows are leased.
+  // the window bounds the rows claimed and not yet answered.
   const int window = config_.concurrency + std::max(2048, config_.concurrency);
   std::int64_t next_claim_at = 0;
   std::int64_t next_write_allowed = 0;
@@ -549,6 +556,7 @@ int Relay::run(RelayReport* report) {
                                      ? std::max(next_write_allowed, next_claim_at)
                                      : now + 50;
     if (!outcomes_.empty()) next_write_at = std::min(next_write_at, next_write_allowed);
+    next_write_at = std::max(next_write_at, storage_retry_at_);  // after a failed round: wait, not spin
     // While a round runs, the writer wakes the poll when it is done.
     int wait_ms = writer_->busy() ? 50 : static_cast<int>(std::clamp<std::int64_t>(next_write_at - now, 0, 50));
     auto results = http_->poll(wait_ms);

@@ -6,10 +6,11 @@
 // Guarantees (README.md, "Delivery guarantees"):
 // - at least once: a row leaves 'pending'/'sending' only through a recorded outcome; a crash
 //   leaves claimed rows leased, and they are due again when the lease expires;
-// - outcomes are committed in batches within milliseconds of the answer, so only requests
-//   in flight and answers not yet committed can be sent twice after a crash;
-// - beside producers (a round saw another connection's commit in the last second), rounds are
-//   paced so the relay holds the write lock at most about a fifth of the time;
+// - outcomes are committed in batches within milliseconds of the answer (beside producers,
+//   within about five times a round's lock time), so only requests in flight and answers not
+//   yet committed can be sent twice after a crash;
+// - beside producers (a round saw a commit not its relay's within the last second), rounds
+//   are paced so the relay holds the write lock at most about a fifth of the time;
 // - fencing: an outcome is recorded only while the row still carries this relay's lease
 //   token, so a relay that stalled past its lease never overwrites a newer claim;
 // - the body is the producer's payload byte for byte, with "eventTime" inserted first when the

@@ -38,6 +38,9 @@ struct WriteJob {
   std::map<std::optional<std::string>, int> gates;
   // Apps whose pending rows get last_error = reason (Outbox::note_unroutable).
   std::vector<std::pair<std::optional<std::string>, std::string>> notes;
+  // The relay's other connection committed (heartbeat, pause) since the last round began: a
+  // change of data_version is then not taken for a producer's commit.
+  bool loop_wrote = false;
 };
 
 struct WriteDone {
@@ -47,7 +50,7 @@ struct WriteDone {
   std::vector<Claim> claims;      // leased to this relay by the round
   std::vector<std::optional<std::string>> active_apps;  // apps with pending or sending rows
   std::int64_t lock_us = 0;       // how long the round held the write lock
-  bool others_wrote = false;      // another connection committed since the round before
+  bool others_wrote = false;      // a connection not this relay's committed since the round before
 };
 
 class Writer {

@@ -242,6 +242,36 @@ TEST_CASE("the dev key never appears in any output of a verbose run with failure
                          "coalesce(error, ''), '" + kDevKey + "') > 0") == 0);
 }
 
+TEST_CASE("a paused app's probe handed back before its lease could end is probed again, and the app resumes") {
+  // One request slot, 300 ms an answer, a 2 s lease: a row may wait 0.5 s for the slot, then
+  // it is handed back. zapp sorts after the default app, so its probe is claimed behind 12
+  // rows and handed back. Before the fix zapp stayed "probe in flight" and was never probed
+  // again: --until-idle ended with exit 1, its rows pending, although Metrix accepted them.
+  TempDir dir;
+  make_outbox(dir.db(), 12);
+  make_outbox(dir.db(), 2, "taqsq", "zapp");
+  {
+    auto db = metrix::Database::open(dir.db());
+    REQUIRE(db);
+    REQUIRE(db->exec("INSERT INTO metrix_app_pause (app_id, reason, since, next_probe_at, interval_ms) "
+                     "VALUES ('zapp', 'S2S_FEATURE_NOT_AVAILABLE', 0, 0, 200)"));
+  }
+  std::string zapp_key = "zapp-key-77a1";
+  std::ofstream(dir.file("zapp.key")) << zapp_key << "\n";
+  std::filesystem::permissions(dir.file("zapp.key"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::ofstream(dir.file("relay.toml")) << "[apps.\"zapp\"]\ndev-key-file = \"" << dir.file("zapp.key").string() << "\"\n";
+  auto fake = FakeMetrix::start(dir, {"--app", "app1", "--app", "zapp", "--latency-ms", "300"},
+                                {{"FAKE_METRIX_KEYS", "app1=" + kDevKey + ",zapp=" + zapp_key}});
+  auto r = run(relay_args(dir.db(), fake.url(), {"--config", dir.file("relay.toml").string(), "--until-idle",
+                                                  "--concurrency", "1", "--timeout", "500ms", "--lease", "2s",
+                                                  "--shutdown-timeout", "1s", "--pause-interval", "200ms"}),
+               {}, relay_env(), 90s);
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(count_status(dir.db(), "sent") == 14);
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_app_pause") == 0);
+  CHECK(r.err.find("app zapp resumed") != std::string::npos);
+}
+
 TEST_CASE("rows waiting for a request slot are never sent after their lease ends, so two slow relays never both send one") {
   // Each relay claims far more rows than its single request slot can send within the lease
   // (2s, at 0.3s per request): without the guard, the second relay would claim the first

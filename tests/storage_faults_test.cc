@@ -4,10 +4,12 @@
 // and work resumes when the fault is gone.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <thread>
 
 #include "tests/outbox_fixture.h"
@@ -26,6 +28,19 @@ std::int64_t wait_for(const std::function<std::int64_t()>& value, std::int64_t n
     v = value();
   }
   return v;
+}
+
+// User and system CPU time of a running process (/proc/PID/stat, fields 14 and 15).
+double cpu_seconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));  // after "pid (comm) "
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i >= 14) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace
@@ -98,6 +113,9 @@ TEST_CASE("a database locked by another process past the busy timeout: the relay
   std::this_thread::sleep_for(2s);
   CHECK(relay.running());
   CHECK(relay.err().find("database is locked") != std::string::npos);
+  // Between attempts it sleeps. Before, it polled without waiting for the second after each
+  // failed attempt: it burnt about a CPU-second a second.
+  CHECK(cpu_seconds(relay.pid()) < 0.5);
   CHECK(fake.records().empty());  // nothing claimed, nothing sent
 
   // The enqueue command gives up with a clear message after its own busy timeout.
