@@ -74,6 +74,7 @@ class Relay {
   Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, Database writer_db,
         const std::atomic<bool>& stop)
       : config_(config),
+        db_(db),
         outbox_(db),
         http_(std::move(http)),
         writer_(std::make_unique<Writer>(std::move(writer_db), [http = http_.get()] { http->wakeup(); })),
@@ -110,7 +111,8 @@ class Relay {
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   const RelayConfig& config_;
-  Outbox outbox_;  // this thread's connection: pauses, heartbeat, counts; the writer has its own
+  Database& db_;   // this thread's connection: pauses, heartbeat, counts; the writer has its own
+  Outbox outbox_;  // on db_
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<Writer> writer_;  // after http_: it wakes http_ until it stops
   const std::atomic<bool>& stop_;
@@ -131,7 +133,7 @@ class Relay {
   bool round_found_apps_ = false;       // it listed an app the round before did not
   std::int64_t storage_retry_at_ = 0;   // after a storage error: no writes before this
   std::int64_t producers_seen_at_ = -1'000'000;  // when a round last saw another connection's commit
-  bool loop_wrote_ = false;             // outbox_ committed (heartbeat, pause) since the last round began
+  std::int64_t loop_changes_ = 0;       // db_.total_changes() when the last round was handed over
   RelayReport stats_;
   std::int64_t last_progress_at_ = 0;
   std::int64_t last_progress_done_ = 0;
@@ -171,7 +173,8 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
   job.lease_ms = config_.lease_ms;
   job.claim_limit = claim_limit;
   job.outcomes = std::exchange(outcomes_, {});
-  job.loop_wrote = std::exchange(loop_wrote_, false);
+  const std::int64_t changes = db_.total_changes();
+  job.loop_wrote = changes != std::exchange(loop_changes_, changes);
   // Only apps the last round listed: an app new to this relay is claimed from the round after
   // the one that found it, once its state here says whether it may be sent to.
   for (const auto& app_value : active_apps_) {
@@ -314,7 +317,6 @@ void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe
     return;  // answers of requests sent before the pause: it is already recorded
   }
   stored_pauses_[app.id] = *app.pause;
-  loop_wrote_ = true;
   if (auto s = outbox_.save_pause(*app.pause); !s) log::info("cannot store the pause of app {}: {}", app.id, s.error().message);
 }
 
@@ -323,7 +325,6 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
             describe_ms(std::max<std::int64_t>(0, (now - app.pause->since) / 1000 * 1000)), app.pause->reason);
   app.pause.reset();
   stored_pauses_.erase(app.id);
-  loop_wrote_ = true;
   if (auto s = outbox_.clear_pause(app.id); !s) log::info("cannot clear the pause of app {}: {}", app.id, s.error().message);
 }
 
@@ -432,7 +433,6 @@ void Relay::progress(std::int64_t now, bool final) {
   last_progress_done_ = done;
   heartbeat_.beat_at = now;
   heartbeat_.sent = stats_.sent;
-  loop_wrote_ = true;
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
 }
 
@@ -457,7 +457,6 @@ int Relay::run(RelayReport* report) {
   heartbeat_.started_at = heartbeat_.beat_at = last_progress_at_;
   heartbeat_.interval_ms = config_.progress_interval_ms;
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
-  loop_wrote_ = true;
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
 
   // Claimed rows kept ready beyond the requests in flight, so that every request slot stays

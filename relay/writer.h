@@ -38,8 +38,8 @@ struct WriteJob {
   std::map<std::optional<std::string>, int> gates;
   // Apps whose pending rows get last_error = reason (Outbox::note_unroutable).
   std::vector<std::pair<std::optional<std::string>, std::string>> notes;
-  // The relay's other connection committed (heartbeat, pause) since the last round began: a
-  // change of data_version is then not taken for a producer's commit.
+  // The relay's other connection changed rows (heartbeat, pause) since the last round was
+  // handed over: a change of data_version is then not taken for a producer's commit.
   bool loop_wrote = false;
 };
 
