@@ -3,11 +3,14 @@
 //   bench-outbox fill     --db PATH --rows N --payload-file F
 //       Creates and migrates PATH and leaves N pending rows of the payload in metrix_outbox,
 //       in one transaction. The payload goes through the producer API (and so the validation
-//       trigger and CHECK constraints) once; the other N-1 rows are byte-identical copies
-//       inserted with triggers off on this connection (SQLITE_DBCONFIG_ENABLE_TRIGGER) and
+//       trigger and CHECK constraints) once; the other N-1 rows are copies inserted with
+//       triggers off on this connection (SQLITE_DBCONFIG_ENABLE_TRIGGER) and
 //       ignore_check_constraints, because the trigger costs hundreds of microseconds per row
 //       and a million rows would take minutes. The enqueue path's own cost is what `enqueue`
-//       measures.
+//       measures. Each copy's metrixUserId is "user-" and its row number in 12 digits, so no
+//       two payloads are alike, as in a real outbox: SQLite keeps the last JSON texts it
+//       parsed within a statement, and identical payloads would hide the cost of the relay's
+//       JSON lookups.
 //
 //   bench-outbox enqueue  --db PATH --target raw|outbox --synchronous normal|full --batch B
 //                         --rows N --max-seconds T --payload-file F
@@ -127,8 +130,14 @@ int fill(const Args& args, const std::string& payload) {
     metrix::Producer producer(h);
     auto id = producer.enqueue(payload);
     if (!id) return fail("the payload is refused by the outbox: " + id.error().message);
-    // Every further row is a byte-identical copy of the one the trigger and the CHECK
-    // constraints just accepted, so neither is run again.
+    // Every further row is a copy of the one the trigger and the CHECK constraints just
+    // accepted, with another metrixUserId of the same shape, so neither is run again.
+    constexpr std::string_view kUser = "\"metrixUserId\":\"";
+    const size_t user_at = payload.find(kUser);
+    const size_t user_end = user_at == std::string::npos ? user_at : payload.find('"', user_at + kUser.size());
+    if (user_end == std::string::npos) return fail("fill: the payload must contain \"metrixUserId\":\"...\" without spaces");
+    const std::string head = payload.substr(0, user_at + kUser.size()) + "user-";
+    const std::string tail = payload.substr(user_end);
     int enabled = -1;
     if (sqlite3_db_config(h, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &enabled) != SQLITE_OK || enabled != 0) {
       return fail("cannot turn triggers off for the bulk copy");
@@ -138,8 +147,12 @@ int fill(const Args& args, const std::string& payload) {
     const char* sql = "INSERT INTO metrix_outbox (payload) VALUES (?1)";
     if (sqlite3_prepare_v2(h, sql, -1, &raw, nullptr) != SQLITE_OK) return fail(sqlite3_errmsg(h));
     metrix::Statement insert(raw);
+    std::string row_payload;
+    char digits[24];
     for (long i = 1; i < rows; ++i) {
-      insert.bind(1, std::string_view(payload));
+      std::snprintf(digits, sizeof digits, "%012ld", i + 1);
+      row_payload.assign(head).append(digits).append(tail);
+      insert.bind(1, std::string_view(row_payload));
       if (auto s = insert.run(); !s) return fail(s.error().message);
     }
   }
