@@ -79,6 +79,37 @@ TEST_CASE("a relay that cannot write (file size limit) records nothing as sent, 
   CHECK(text(dir.db(), "PRAGMA integrity_check") == "ok");
 }
 
+TEST_CASE("a database damaged under a running relay: it stops with exit 1, saying so, and does not wait for a mend") {
+  TempDir dir;
+  make_outbox(dir.db(), 3000);
+  {
+    auto db = metrix::Database::open(dir.db());
+    REQUIRE(db);
+    REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+  }
+  // Slowed answers, so the relay is mid-way when the file is damaged. Its first claim takes
+  // 8 + 2,048 rows; the next, after about a thousand answers, reads rows that are garbage.
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "20"}), fake_env());
+  auto relay = Process::start(relay_args(dir.db(), fake.url(), {"--concurrency", "8", "--lease", "60s"}), relay_env());
+  REQUIRE(wait_for([&] { return static_cast<std::int64_t>(fake.records().size()); }, 20, 30s) >= 20);
+  {  // Garbage over the second half of the file, as a failing disk or a stray write leaves it.
+    const auto size = std::filesystem::file_size(dir.db());
+    std::fstream file(dir.db(), std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(size / 2));
+    const std::string garbage(size - size / 2, '\xA5');
+    file.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  // Retrying would not mend the file, and writing on could make it worse: the relay stops
+  // (the pages still good may get the outcomes it has), rather than retry every second.
+  CHECK_MESSAGE(relay.wait(60s) == 1, relay.err());
+  CHECK(relay.err().find("stopping: the database is damaged") != std::string::npos);
+  CHECK(relay.err().find("check it with 'PRAGMA integrity_check'") != std::string::npos);
+  CHECK(relay.err().find("retrying in 1s") == std::string::npos);
+  CHECK(relay.err().find("finished: sent ") != std::string::npos);
+  CHECK(relay.err().find(kDevKey) == std::string::npos);
+  CHECK(text(dir.db(), "PRAGMA integrity_check") != "ok");
+}
+
 TEST_CASE("enqueue past a file size limit fails cleanly and leaves no partial row") {
   TempDir dir;
   make_outbox(dir.db(), 50);
