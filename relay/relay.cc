@@ -592,9 +592,11 @@ int Relay::run(RelayReport* report) {
   for (int tries = 0; !outcomes_.empty(); ++tries) {
     start_round(now_ms(), 0);
     if (auto s = finish_round(writer_->wait()); !s) {
-      if (tries >= 10) {
-        log::info("giving up on recording {} outcomes: {}; those rows stay 'sending' and are sent again after their lease",
-                  outcomes_.size(), s.error().message);
+      // A damaged file is not mended by waiting: say so at once.
+      const bool damaged = s.error().code == Errc::schema;
+      if (damaged || tries >= 10) {
+        log::info("{} {} outcomes: {}; those rows stay 'sending' and are sent again after their lease",
+                  damaged ? "not recording" : "giving up on recording", outcomes_.size(), s.error().message);
         exit_code = 1;
         break;
       }

@@ -87,24 +87,36 @@ TEST_CASE("a database damaged under a running relay: it stops with exit 1, sayin
     REQUIRE(db);
     REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
-  // Slowed answers, so the relay is mid-way when the file is damaged. Its first claim takes
-  // 8 + 2,048 rows; the next, after about a thousand answers, reads rows that are garbage.
+  // Slowed answers, so that the relay is mid-way, with rows claimed and answers coming in,
+  // when the file is damaged.
   auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "20"}), fake_env());
   auto relay = Process::start(relay_args(dir.db(), fake.url(), {"--concurrency", "8", "--lease", "60s"}), relay_env());
   REQUIRE(wait_for([&] { return static_cast<std::int64_t>(fake.records().size()); }, 20, 30s) >= 20);
-  {  // Garbage over the second half of the file, as a failing disk or a stray write leaves it.
+  {
+    // Every page into the database file, so that nothing the relay reads next comes from
+    // the WAL; then garbage over every page after the schema and the tables' and indexes'
+    // root pages, as a failing disk or a stray write leaves them.
+    auto db = metrix::Database::open(dir.db());
+    REQUIRE(db);
+    REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
     const auto size = std::filesystem::file_size(dir.db());
+    const auto from = static_cast<std::uintmax_t>(scalar(dir.db(), "SELECT max(rootpage) FROM sqlite_schema") *
+                                                  scalar(dir.db(), "PRAGMA page_size"));
+    REQUIRE(size > from * 4);
     std::fstream file(dir.db(), std::ios::in | std::ios::out | std::ios::binary);
-    file.seekp(static_cast<std::streamoff>(size / 2));
-    const std::string garbage(size - size / 2, '\xA5');
+    file.seekp(static_cast<std::streamoff>(from));
+    const std::string garbage(size - from, '\xA5');
     file.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
   }
-  // Retrying would not mend the file, and writing on could make it worse: the relay stops
-  // (the pages still good may get the outcomes it has), rather than retry every second.
+  // Retrying would not mend the file, and writing on could make it worse: the relay stops,
+  // rather than retry every second as it does for a full or locked disk, and reports the
+  // outcomes it could not record at once, rather than after ten more tries (5 s) as before.
   CHECK_MESSAGE(relay.wait(60s) == 1, relay.err());
   CHECK(relay.err().find("stopping: the database is damaged") != std::string::npos);
   CHECK(relay.err().find("check it with 'PRAGMA integrity_check'") != std::string::npos);
   CHECK(relay.err().find("retrying in 1s") == std::string::npos);
+  CHECK_MESSAGE(relay.err().find("not recording") != std::string::npos, relay.err());
+  CHECK(relay.err().find("giving up on recording") == std::string::npos);
   CHECK(relay.err().find("finished: sent ") != std::string::npos);
   CHECK(relay.err().find(kDevKey) == std::string::npos);
   CHECK(text(dir.db(), "PRAGMA integrity_check") != "ok");
