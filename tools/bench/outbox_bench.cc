@@ -135,7 +135,9 @@ int fill(const Args& args, const std::string& payload) {
     constexpr std::string_view kUser = "\"metrixUserId\":\"";
     const size_t user_at = payload.find(kUser);
     const size_t user_end = user_at == std::string::npos ? user_at : payload.find('"', user_at + kUser.size());
-    if (user_end == std::string::npos) return fail("fill: the payload must contain \"metrixUserId\":\"...\" without spaces");
+    if (user_end == std::string::npos || payload.find('\\', user_at) < user_end) {
+      return fail("fill: the payload must contain \"metrixUserId\":\"...\" without spaces or escapes");
+    }
     const std::string head = payload.substr(0, user_at + kUser.size()) + "user-";
     const std::string tail = payload.substr(user_end);
     int enabled = -1;
