@@ -30,6 +30,13 @@ std::int64_t wait_for(const std::function<std::int64_t()>& value, std::int64_t n
   return v;
 }
 
+// Copies every page of the WAL into the database file and empties the WAL.
+void fold_wal(const std::string& path) {
+  auto db = metrix::Database::open(path);
+  REQUIRE(db);
+  REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+}
+
 // User and system CPU time of a running process (/proc/PID/stat, fields 14 and 15).
 double cpu_seconds(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
@@ -48,11 +55,7 @@ double cpu_seconds(pid_t pid) {
 TEST_CASE("a relay that cannot write (file size limit) records nothing as sent, waits, and resumes when lifted") {
   TempDir dir;
   make_outbox(dir.db(), 300);
-  {  // fold the WAL into the database, so the limit below leaves room for nothing new
-    auto db = metrix::Database::open(dir.db());
-    REQUIRE(db);
-    REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
-  }
+  fold_wal(dir.db());  // so the limit below leaves room for nothing new
   auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
   // Room for the 32 KiB -shm file, so the relay opens and reads, and for one WAL frame
   // or so, far less than claiming 300 rows writes. (The limit is per file: one just above
@@ -82,11 +85,7 @@ TEST_CASE("a relay that cannot write (file size limit) records nothing as sent, 
 TEST_CASE("a database damaged under a running relay: it stops with exit 1, saying so, and does not wait for a mend") {
   TempDir dir;
   make_outbox(dir.db(), 3000);
-  {
-    auto db = metrix::Database::open(dir.db());
-    REQUIRE(db);
-    REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
-  }
+  fold_wal(dir.db());
   // Slowed answers, so that the relay is mid-way, with rows claimed and answers coming in,
   // when the file is damaged.
   auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "20"}), fake_env());
@@ -96,9 +95,7 @@ TEST_CASE("a database damaged under a running relay: it stops with exit 1, sayin
     // Every page into the database file, so that nothing the relay reads next comes from
     // the WAL; then garbage over every page after the schema and the tables' and indexes'
     // root pages, as a failing disk or a stray write leaves them.
-    auto db = metrix::Database::open(dir.db());
-    REQUIRE(db);
-    REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+    fold_wal(dir.db());
     const auto size = std::filesystem::file_size(dir.db());
     const auto from = static_cast<std::uintmax_t>(scalar(dir.db(), "SELECT max(rootpage) FROM sqlite_schema") *
                                                   scalar(dir.db(), "PRAGMA page_size"));
@@ -125,11 +122,7 @@ TEST_CASE("a database damaged under a running relay: it stops with exit 1, sayin
 TEST_CASE("enqueue past a file size limit fails cleanly and leaves no partial row") {
   TempDir dir;
   make_outbox(dir.db(), 50);
-  {
-    auto db = metrix::Database::open(dir.db());
-    REQUIRE(db);
-    REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
-  }
+  fold_wal(dir.db());
   // Keep a connection open so the -shm and -wal files exist: the limit then bites when the
   // insert's pages are appended to the WAL, inside the transaction.
   sqlite3* reader = nullptr;
