@@ -7,10 +7,11 @@
 //       triggers off on this connection (SQLITE_DBCONFIG_ENABLE_TRIGGER) and
 //       ignore_check_constraints, because the trigger costs hundreds of microseconds per row
 //       and a million rows would take minutes. The enqueue path's own cost is what `enqueue`
-//       measures. Each copy's metrixUserId is "user-" and its row number in 12 digits, so no
-//       two payloads are alike, as in a real outbox: SQLite keeps the last JSON texts it
-//       parsed within a statement, and identical payloads would hide the cost of the relay's
-//       JSON lookups.
+//       measures. In each copy, the value of the first "metrixUserId" in the text becomes
+//       "user-" and the row number in 12 digits (row 1 keeps the file's own), so that no two
+//       payloads are alike, as in a real outbox: SQLite keeps the last JSON texts it parsed
+//       within a statement, and identical payloads would hide the cost of the relay's JSON
+//       lookups.
 //
 //   bench-outbox enqueue  --db PATH --target raw|outbox --synchronous normal|full --batch B
 //                         --rows N --max-seconds T --payload-file F
@@ -131,7 +132,7 @@ int fill(const Args& args, const std::string& payload) {
     auto id = producer.enqueue(payload);
     if (!id) return fail("the payload is refused by the outbox: " + id.error().message);
     // Every further row is a copy of the one the trigger and the CHECK constraints just
-    // accepted, with another metrixUserId of the same shape, so neither is run again.
+    // accepted, with another metrixUserId of plain characters, so neither is run again.
     constexpr std::string_view kUser = "\"metrixUserId\":\"";
     const size_t user_at = payload.find(kUser);
     const size_t user_end = user_at == std::string::npos ? user_at : payload.find('"', user_at + kUser.size());
