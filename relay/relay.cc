@@ -103,6 +103,8 @@ class Relay {
   void send(Ready ready);
   // Gives a claimed row back without an attempt (shutdown, paused app): pending, due at `due`.
   void hand_back(const Claim& claim, std::int64_t now, std::int64_t due);
+  // Gives back every claimed row not sent yet, due at once (stopping).
+  void hand_back_ready(std::int64_t now);
   void on_answer(const HttpResult& result);
   void pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now);
   void resume_app(AppState& app, std::int64_t now);
@@ -139,7 +141,6 @@ class Relay {
   std::int64_t last_progress_done_ = 0;
   Heartbeat heartbeat_;
   std::int64_t write_lock_us_ = 0;  // since the last progress line
-  std::int64_t last_write_lock_us_ = 0;
   std::int64_t write_rounds_ = 0;
 };
 
@@ -203,7 +204,6 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
 
 Status Relay::finish_round(WriteDone done) {
   ++write_rounds_;
-  last_write_lock_us_ = done.lock_us;
   write_lock_us_ += done.lock_us;
   for (AppState* app : round_probes_) app->probe_in_flight = false;  // set again below if claimed
   auto probes = std::exchange(round_probes_, {});
@@ -262,6 +262,11 @@ void Relay::hand_back(const Claim& claim, std::int64_t now, std::int64_t due) {
   o.started_at = o.finished_at = now;
   o.next_attempt_at = due;
   outcomes_.push_back(std::move(o));
+}
+
+void Relay::hand_back_ready(std::int64_t now) {
+  for (const Ready& r : ready_) hand_back(r.claim, now, now);
+  ready_.clear();
 }
 
 void Relay::send_ready(std::int64_t now) {
@@ -474,8 +479,7 @@ int Relay::run(RelayReport* report) {
       stop_deadline = now + config_.shutdown_timeout_ms;
       log::info("stopping: no new claims; waiting up to {} for {} requests in flight",
                 describe_ms(config_.shutdown_timeout_ms), http_->in_flight());
-      for (const Ready& r : ready_) hand_back(r.claim, now, now);  // unsent claims go back
-      ready_.clear();
+      hand_back_ready(now);
     }
     if (stop_deadline) {
       if (http_->in_flight() == 0) break;
@@ -508,11 +512,11 @@ int Relay::run(RelayReport* report) {
       const int claim_limit = round_claim_limit_;
       const size_t claimed = done->claims.size();
       const bool others_wrote = done->others_wrote;
+      const std::int64_t lock_us = done->lock_us;
       const auto status = finish_round(std::move(*done));
       now = now_ms();
       if (stop_deadline) {
-        for (const Ready& r : ready_) hand_back(r.claim, now, now);  // claimed while stopping
-        ready_.clear();
+        hand_back_ready(now);  // claimed while stopping
       }
       if (!status) {
         if (status.error().code == Errc::schema) {
@@ -534,7 +538,7 @@ int Relay::run(RelayReport* report) {
         if (others_wrote) producers_seen_at_ = now;
         const bool beside_producers = now - producers_seen_at_ < 1000;
         next_write_allowed =
-            now + std::max(config_.commit_interval_ms, beside_producers ? 4 * last_write_lock_us_ / 1000 : 0);
+            now + std::max(config_.commit_interval_ms, beside_producers ? 4 * lock_us / 1000 : 0);
         if (claim_limit > 0 && claimed == 0 && !round_found_apps_) {
           next_claim_at = now + config_.poll_interval_ms;  // nothing was due
           if (config_.until_idle && http_->in_flight() == 0 && ready_.empty() && outcomes_.empty()) {
@@ -587,8 +591,7 @@ int Relay::run(RelayReport* report) {
   if (writer_->busy()) {
     if (auto s = finish_round(writer_->wait()); !s) log::info("cannot write to the outbox: {}", s.error().message);
   }
-  for (const Ready& r : ready_) hand_back(r.claim, now_ms(), now_ms());
-  ready_.clear();
+  hand_back_ready(now_ms());
   for (int tries = 0; !outcomes_.empty(); ++tries) {
     start_round(now_ms(), 0);
     if (auto s = finish_round(writer_->wait()); !s) {
