@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,15 @@ inline std::string valid_payload(int i, const std::string& slug = "taqsq") {
   return "{\"metrixUserId\":\"user-" + std::to_string(i) + "\",\"eventSlug\":\"" + slug +
          "\",\"advertisingId\":\"38400000-8cf0-11bd-b23e-10b96e40000d\",\"customAttributes\":{\"n\":\"" +
          std::to_string(i) + "\"}}";
+}
+
+// Writes `key` into an owner-only file in `dir`, as a dev key file must be, and returns the
+// config file table that gives it to app `app_id`.
+inline std::string app_key_config(const TempDir& dir, const std::string& app_id, const std::string& key) {
+  const auto path = dir.file(app_id + ".key");
+  std::ofstream(path) << key << "\n";
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  return "[apps.\"" + app_id + "\"]\ndev-key-file = \"" + path.string() + "\"\n";
 }
 
 // Creates the outbox and enqueues `n` events (ids 1..n) in one transaction.

@@ -185,16 +185,9 @@ TEST_CASE("keys of several apps come from a TOML config file and rows are routed
   make_outbox(dir.db(), 2);
   make_outbox(dir.db(), 3, "taqsq", "app2");
   std::string key2 = "second-app-key-0d8e";
-  {
-    std::ofstream key_file(dir.file("app2.key"));
-    key_file << key2 << "\n";
-  }
-  std::filesystem::permissions(dir.file("app2.key"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  {
-    std::ofstream config(dir.file("relay.toml"));
-    config << "db = \"" << dir.db() << "\"\napp-id = \"app1\"\nconcurrency = 4\nbackoff-base = \"10ms\"\n"
-           << "[apps.\"app2\"]\ndev-key-file = \"" << dir.file("app2.key").string() << "\"\n";
-  }
+  std::ofstream(dir.file("relay.toml")) << "db = \"" << dir.db()
+                                        << "\"\napp-id = \"app1\"\nconcurrency = 4\nbackoff-base = \"10ms\"\n"
+                                        << app_key_config(dir, "app2", key2);
   auto fake = FakeMetrix::start(dir, {"--app", "app1", "--app", "app2"},
                                 {{"FAKE_METRIX_KEYS", "app1=" + kDevKey + ",app2=" + key2}});
   auto r = run({relay_binary(), "run", "--config", dir.file("relay.toml").string(), "--endpoint", fake.url(),

@@ -257,9 +257,7 @@ TEST_CASE("a paused app's probe handed back before its lease could end is probed
                      "VALUES ('zapp', 'S2S_FEATURE_NOT_AVAILABLE', 0, 0, 200)"));
   }
   std::string zapp_key = "zapp-key-77a1";
-  std::ofstream(dir.file("zapp.key")) << zapp_key << "\n";
-  std::filesystem::permissions(dir.file("zapp.key"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  std::ofstream(dir.file("relay.toml")) << "[apps.\"zapp\"]\ndev-key-file = \"" << dir.file("zapp.key").string() << "\"\n";
+  std::ofstream(dir.file("relay.toml")) << app_key_config(dir, "zapp", zapp_key);
   auto fake = FakeMetrix::start(dir, {"--app", "app1", "--app", "zapp", "--latency-ms", "300"},
                                 {{"FAKE_METRIX_KEYS", "app1=" + kDevKey + ",zapp=" + zapp_key}});
   auto r = run(relay_args(dir.db(), fake.url(), {"--config", dir.file("relay.toml").string(), "--until-idle",
