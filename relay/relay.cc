@@ -81,7 +81,7 @@ class Relay {
         stop_(stop),
         rng_(std::random_device{}()) {}
 
-  int run(RelayReport* report);
+  int run();
 
  private:
   // A claimed row waiting for a free request slot.
@@ -136,7 +136,10 @@ class Relay {
   std::int64_t storage_retry_at_ = 0;   // after a storage error: no writes before this
   std::int64_t producers_seen_at_ = -1'000'000;  // when a round last saw another connection's commit
   std::int64_t loop_changes_ = 0;       // db_.total_changes() when the last round was handed over
-  RelayReport stats_;
+  // Outcomes as committed (fenced ones are not counted), and requests started.
+  struct Counts {
+    std::int64_t sent = 0, failed = 0, dead = 0, held = 0, retried = 0, requests = 0;
+  } stats_;
   std::int64_t last_progress_at_ = 0;
   std::int64_t last_progress_done_ = 0;
   Heartbeat heartbeat_;
@@ -216,8 +219,13 @@ Status Relay::finish_round(WriteDone done) {
     for (AppState* app : notes) app->reported_unroutable = false;
     return done.status;
   }
+  // Counted once committed: an outcome fenced off, or not recorded at all, is not counted.
+  stats_.sent += done.recorded.sent;
+  stats_.failed += done.recorded.failed;
+  stats_.dead += done.recorded.dead;
+  stats_.held += done.recorded.held;
+  stats_.retried += done.recorded.retried;
   if (done.recorded.fenced) {
-    stats_.fenced += done.recorded.fenced;
     log::info("{} outcomes not recorded: their rows were claimed again after this relay's lease expired",
               done.recorded.fenced);
   }
@@ -237,11 +245,9 @@ Status Relay::finish_round(WriteDone done) {
     if (now - c.created_at > config_.max_age_ms) {
       o.status = RowStatus::dead;
       o.error = fmt::format("stale: older than --max-age {}", describe_ms(config_.max_age_ms));
-      ++stats_.dead;
     } else if (c.lease_expired && config_.in_doubt == InDoubtPolicy::hold) {
       o.status = RowStatus::held;
       o.error = "in doubt: a relay claimed it and stopped before recording an answer";
-      ++stats_.held;
     } else {
       bool probe = std::find(probes.begin(), probes.end(), &app) != probes.end();
       if (probe) app.probe_in_flight = true;
@@ -357,13 +363,11 @@ void Relay::on_answer(const HttpResult& result) {
   switch (verdict.verdict) {
     case Verdict::sent:
       o.status = RowStatus::sent;
-      ++stats_.sent;
       heartbeat_.last_sent_at = now;
       if (app.pause) resume_app(app, now);
       break;
     case Verdict::failed:
       o.status = RowStatus::failed;
-      ++stats_.failed;
       log::detail("row {}: failed: {}", o.id, o.error);
       break;
     case Verdict::pause:
@@ -372,20 +376,17 @@ void Relay::on_answer(const HttpResult& result) {
       pause_app(app, verdict.error, flight.probe, now);
       o.status = RowStatus::pending;
       o.next_attempt_at = app.pause ? app.pause->next_probe_at : now + config_.pause_interval_ms;
-      ++stats_.retried;
       break;
     case Verdict::retry: {
       if (flight.probe && app.pause) app.pause->next_probe_at = now + app.pause->interval_ms;
       if (verdict.in_doubt && config_.in_doubt == InDoubtPolicy::hold) {
         o.status = RowStatus::held;
         o.error = "in doubt: " + verdict.error;
-        ++stats_.held;
         break;
       }
       if (attempt >= config_.max_attempts) {
         o.status = RowStatus::dead;
         o.error = fmt::format("{} (gave up after {} attempts)", verdict.error, attempt);
-        ++stats_.dead;
         break;
       }
       std::int64_t delay = backoff_ms(attempt, config_.backoff_base_ms, config_.backoff_max_ms, unit_random());
@@ -395,7 +396,6 @@ void Relay::on_answer(const HttpResult& result) {
       if (verdict.slow_down) app.slow_until = std::max(app.slow_until, now + delay);
       o.status = RowStatus::pending;
       o.next_attempt_at = now + delay;
-      ++stats_.retried;
       log::detail("row {}: {}; retry in {}", o.id, o.error, describe_ms(delay));
       break;
     }
@@ -441,7 +441,7 @@ void Relay::progress(std::int64_t now, bool final) {
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
 }
 
-int Relay::run(RelayReport* report) {
+int Relay::run() {
   if (auto pauses = outbox_.pauses(); pauses) {
     for (auto& p : *pauses) {
       log::info("app {} is paused since an earlier run ({}); probing with one row every {}", p.app_id, p.reason,
@@ -495,7 +495,6 @@ int Relay::run(RelayReport* report) {
             o.attempted = false;
             o.started_at = o.finished_at = o.next_attempt_at = now;
             o.error = "in doubt: the relay stopped before the answer came";
-            ++stats_.held;
             outcomes_.push_back(std::move(o));
           } else {
             hand_back(it->second.claim, now, now);
@@ -606,16 +605,14 @@ int Relay::run(RelayReport* report) {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   }
-  stats_.connections = http_->connections_opened();
   progress(now_ms(), true);
   if (auto s = outbox_.remove_heartbeat(heartbeat_.relay_id); !s) log::info("cannot remove the heartbeat: {}", s.error().message);
-  if (report) *report = stats_;
   return exit_code;
 }
 
 }  // namespace
 
-int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayReport* report) {
+int run_relay(const RelayConfig& config, const std::atomic<bool>& stop) {
   log::set_verbose(config.verbose);
   if (auto s = validate(config); !s) {
     log::info("{}", s.error().message);
@@ -651,7 +648,7 @@ int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayRep
     return 1;
   }
   Relay relay(config, *db, std::move(*http), std::move(*writer_db), stop);
-  return relay.run(report);
+  return relay.run();
 }
 
 }  // namespace metrix

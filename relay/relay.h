@@ -30,20 +30,9 @@ namespace metrix {
 // The request body for a claimed row.
 std::string request_body(const Claim& claim);
 
-struct RelayReport {
-  std::int64_t sent = 0;
-  std::int64_t failed = 0;
-  std::int64_t dead = 0;
-  std::int64_t retried = 0;
-  std::int64_t held = 0;
-  std::int64_t fenced = 0;
-  std::int64_t requests = 0;
-  std::int64_t connections = 0;
-};
-
 // Runs until `stop` becomes true (SIGINT/SIGTERM), or with until_idle once no row is
 // pending or sending. Returns the exit code: 0 done, 1 a runtime failure or (until_idle)
 // rows that cannot be delivered because their app is paused or has no dev key.
-int run_relay(const RelayConfig& config, const std::atomic<bool>& stop, RelayReport* report = nullptr);
+int run_relay(const RelayConfig& config, const std::atomic<bool>& stop);
 
 }  // namespace metrix

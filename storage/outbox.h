@@ -71,9 +71,15 @@ struct Heartbeat {
   std::optional<std::int64_t> last_sent_at;
 };
 
+// What record() wrote, counted by the rows' new status.
 struct RecordReport {
   int recorded = 0;
   int fenced = 0;  // outcomes dropped because another relay claimed the row since
+  int sent = 0;
+  int failed = 0;
+  int dead = 0;
+  int held = 0;
+  int retried = 0;  // pending again after an attempt (a row handed back without one is not counted)
 };
 
 class Outbox {

@@ -56,6 +56,7 @@ TEST_CASE("an expired lease makes the row due again, and the old lease can no lo
   REQUIRE(fenced);
   CHECK(fenced->fenced == 1);
   CHECK(fenced->recorded == 0);
+  CHECK(fenced->failed == 0);  // a fenced outcome is counted as fenced, nothing else
   CHECK(test::count_status(dir.db(), "sending") == 1);
   CHECK(test::scalar(dir.db(), "SELECT count(*) FROM metrix_outbox_attempt") == 0);
 
@@ -68,6 +69,8 @@ TEST_CASE("an expired lease makes the row due again, and the old lease can no lo
   auto recorded = outbox.record({fresh});
   REQUIRE(recorded);
   CHECK(recorded->recorded == 1);
+  CHECK(recorded->sent == 1);
+  CHECK(recorded->fenced == 0);
   CHECK(test::text(dir.db(), "SELECT status || ' ' || attempts || ' ' || sent_at FROM metrix_outbox") ==
         "sent 1 " + std::to_string(t0 + 1500));
   CHECK(test::scalar(dir.db(), "SELECT attempt FROM metrix_outbox_attempt WHERE outbox_id = 1") == 1);

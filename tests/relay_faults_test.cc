@@ -37,6 +37,13 @@ std::map<std::string, int> copies_by_body(const FakeMetrix& fake) {
   return copies;
 }
 
+// N from the final line "finished: sent N, ..." of a relay's output; -1 if there is none.
+std::int64_t finished_sent(const std::string& err) {
+  const std::string mark = "finished: sent ";
+  auto at = err.rfind(mark);
+  return at == std::string::npos ? -1 : std::stoll(err.substr(at + mark.size()));
+}
+
 // Deliveries beyond the first of each event.
 int duplicates(const std::map<std::string, int>& copies) {
   int extra = 0;
@@ -220,6 +227,41 @@ TEST_CASE("two relays on one database never send the same row, and deliver every
   CHECK(duplicates(copies) == 0);  // no lease expired, so no row was ever sent twice
   CHECK(a.err().find("finished: sent") != std::string::npos);
   CHECK(b.err().find("finished: sent") != std::string::npos);
+}
+
+TEST_CASE("outcomes fenced off by a newer claim are not counted, so two relays' counts add up to the rows") {
+  // Relay A sends every row, but cannot record the answers: the test holds the write lock, then
+  // A is stopped (SIGSTOP) until its lease has ended and relay B has claimed, sent and recorded
+  // the rows again. When A resumes, its outcomes are fenced off, and A must not count them.
+  TempDir dir;
+  make_outbox(dir.db(), 40);
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "300"}), fake_env());
+  std::vector<std::string> extra = {"--until-idle", "--concurrency", "40", "--timeout", "500ms", "--lease", "2s",
+                                    "--shutdown-timeout", "1s"};
+  auto a = Process::start(relay_args(dir.db(), fake.url(), extra), relay_env());
+  REQUIRE_MESSAGE(wait_for_count(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE status = 'sending'", 40, 20s) == 40, a.err());
+  const auto claimed = std::chrono::steady_clock::now();
+  sqlite3* lock = nullptr;
+  REQUIRE(sqlite3_open(dir.db().c_str(), &lock) == SQLITE_OK);
+  sqlite3_busy_timeout(lock, 5000);
+  REQUIRE(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(fake.wait_for_accepted(40, 10s));
+  std::this_thread::sleep_for(300ms);  // the answers reach A, which waits for the lock
+  a.kill(SIGSTOP);
+  std::this_thread::sleep_until(claimed + 2500ms);  // A's lease has ended
+  CHECK(sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(lock);
+
+  auto b = Process::start(relay_args(dir.db(), fake.url(), extra), relay_env());
+  CHECK_MESSAGE(b.wait(30s) == 0, b.err());
+  a.kill(SIGCONT);
+  CHECK_MESSAGE(a.wait(30s) == 0, a.err());
+  CHECK(count_status(dir.db(), "sent") == 40);
+  CHECK(a.err().find("outcomes not recorded: their rows were claimed again") != std::string::npos);
+  CHECK_MESSAGE(finished_sent(a.err()) == 0, a.err());
+  CHECK_MESSAGE(finished_sent(b.err()) == 40, b.err());
+  // The audit trail holds B's attempts only: A's were fenced off with its outcomes.
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox_attempt WHERE http_status = 200") == 40);
 }
 
 TEST_CASE("the dev key never appears in any output of a verbose run with failures") {
