@@ -573,8 +573,10 @@ int Relay::run() {
 
     // One write round per commit interval at most: outcomes are durable within
     // milliseconds (the duplicate window after a crash), and the write lock stays free for
-    // producers nearly all the time. An idle relay with nothing to send claims at once.
-    bool starving = http_->in_flight() == 0 && ready_.empty();
+    // producers nearly all the time. A relay with nothing to send writes at once, unless
+    // producers are committing: beside them the pacing holds even when the relay has sent
+    // every row it claimed before the pause after its last round ends.
+    bool starving = http_->in_flight() == 0 && ready_.empty() && now - producers_seen_at_ >= 1000;
     bool interval_passed = now >= next_write_allowed;
     int claim_limit = 0;
     if (!stop_deadline && now >= next_claim_at && ready_.size() < size_t(window / 2)) {

@@ -213,6 +213,46 @@ TEST_CASE("a producer committing in a loop beside a draining relay never sees SQ
   MESSAGE("slowest producer transaction beside the relay: " << worst_commit_us << " us");
 }
 
+TEST_CASE("beside a producer the relay keeps the pause between its write rounds even when it has sent every row it claimed") {
+  // With --commit-interval 900ms, rounds start at least 900 ms apart, so a 3 s progress window
+  // holds at most 4 of them. fake-metrix answers at once: the relay sends the rows of a round
+  // (about 2,000) well before the pause ends, and must wait all the same. Alone it need not.
+  TempDir dir;
+  make_outbox(dir.db(), 30000);
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  auto relay = Process::start(
+      relay_args(dir.db(), fake.url(), {"--commit-interval", "900ms", "--progress-interval", "3s"}), relay_env());
+  REQUIRE(wait_for_count(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE status = 'sent'", 1, 20s) >= 1);
+  {
+    sqlite3* app = nullptr;
+    REQUIRE(sqlite3_open(dir.db().c_str(), &app) == SQLITE_OK);
+    sqlite3_busy_timeout(app, 5000);
+    metrix::Producer producer(app);
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+      REQUIRE(sqlite3_exec(app, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+      REQUIRE(producer.enqueue(valid_payload(100000 + i)));
+      REQUIRE(sqlite3_exec(app, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+      std::this_thread::sleep_for(5ms);
+    }
+    sqlite3_close(app);
+  }
+  relay.kill(SIGTERM);
+  REQUIRE(relay.wait(30s) == 0);
+  // The rounds of each progress line while the producer committed ("N writes holding the
+  // lock"), but the first line's: the relay had not seen the producer yet.
+  std::vector<int> rounds;
+  const std::string err = relay.err();
+  for (size_t at = err.find("progress: "); at != std::string::npos; at = err.find("progress: ", at + 1)) {
+    auto end = err.find(" writes holding the lock", at);
+    REQUIRE(end != std::string::npos);
+    rounds.push_back(std::stoi(err.substr(err.rfind(' ', end - 1) + 1)));
+  }
+  REQUIRE_MESSAGE(rounds.size() >= 3, err);
+  for (size_t i = 1; i < rounds.size(); ++i) CHECK_MESSAGE(rounds[i] <= 4, err);
+  CHECK(count_status(dir.db(), "sent") > 0);
+}
+
 TEST_CASE("two relays on one database never send the same row, and deliver everything") {
   TempDir dir;
   make_outbox(dir.db(), 3000);
