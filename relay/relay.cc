@@ -221,6 +221,7 @@ Status Relay::finish_round(WriteDone done) {
   }
   // Counted once committed: an outcome fenced off, or not recorded at all, is not counted.
   stats_.sent += done.recorded.sent;
+  if (done.recorded.sent > 0) heartbeat_.last_sent_at = round_now_;
   stats_.failed += done.recorded.failed;
   stats_.dead += done.recorded.dead;
   stats_.held += done.recorded.held;
@@ -363,7 +364,6 @@ void Relay::on_answer(const HttpResult& result) {
   switch (verdict.verdict) {
     case Verdict::sent:
       o.status = RowStatus::sent;
-      heartbeat_.last_sent_at = now;
       if (app.pause) resume_app(app, now);
       break;
     case Verdict::failed:
@@ -510,7 +510,7 @@ int Relay::run() {
     if (auto done = writer_->busy() ? writer_->take() : std::nullopt) {
       const int claim_limit = round_claim_limit_;
       const size_t claimed = done->claims.size();
-      const bool others_wrote = done->others_wrote;
+      const std::optional<bool> others_wrote = done->others_wrote;
       const std::int64_t lock_us = done->lock_us;
       const auto status = finish_round(std::move(*done));
       now = now_ms();
@@ -534,7 +534,9 @@ int Relay::run() {
         // least 4·d, so the relay holds the write lock at most a fifth of the time however
         // fast it drains, and a producer's commit never waits long. Alone (no other
         // connection committed for a second), the next round may start after the interval.
-        if (others_wrote) producers_seen_at_ = now;
+        // A round that cannot tell (the relay's heartbeat or pause write changed the version
+        // too) keeps the verdict it started with.
+        if (others_wrote.value_or(round_now_ - producers_seen_at_ < 1000)) producers_seen_at_ = now;
         const bool beside_producers = now - producers_seen_at_ < 1000;
         next_write_allowed =
             now + std::max(config_.commit_interval_ms, beside_producers ? 4 * lock_us / 1000 : 0);
@@ -574,8 +576,8 @@ int Relay::run() {
     // One write round per commit interval at most: outcomes are durable within
     // milliseconds (the duplicate window after a crash), and the write lock stays free for
     // producers nearly all the time. A relay with nothing to send writes at once, unless
-    // producers are committing: beside them the pacing holds even when the relay has sent
-    // every row it claimed before the pause after its last round ends.
+    // producers are committing: beside them the pause holds even when every claimed row has
+    // already been sent.
     bool starving = http_->in_flight() == 0 && ready_.empty() && now - producers_seen_at_ >= 1000;
     bool interval_passed = now >= next_write_allowed;
     int claim_limit = 0;

@@ -78,7 +78,8 @@ WriteDone Writer::run_round(WriteJob& job) {
     // round and the next unseen.
     auto version = db_.data_version();
     if (!version) return failed(version.error());
-    done.others_wrote = data_version_ && *data_version_ != *version && !job.loop_wrote;
+    const bool changed = data_version_ && *data_version_ != *version;
+    if (!(changed && job.loop_wrote)) done.others_wrote = changed;
     data_version_ = *version;
     if (!job.outcomes.empty()) {
       auto report = outbox_.record(job.outcomes);

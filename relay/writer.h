@@ -50,7 +50,9 @@ struct WriteDone {
   std::vector<Claim> claims;      // leased to this relay by the round
   std::vector<std::optional<std::string>> active_apps;  // apps with pending or sending rows
   std::int64_t lock_us = 0;       // how long the round held the write lock
-  bool others_wrote = false;      // a connection not this relay's committed since the round before
+  // A connection not this relay's committed since the round before; nullopt when the relay's
+  // other connection wrote too, so that a change cannot be told apart.
+  std::optional<bool> others_wrote;
 };
 
 class Writer {

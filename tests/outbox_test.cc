@@ -30,6 +30,37 @@ TEST_CASE("claim leases due rows oldest first, fixes event_time, and skips rows 
   CHECK((*again)[0].id == 5);
 }
 
+TEST_CASE("record() counts what it wrote by the rows' new status") {
+  TempDir dir;
+  test::make_outbox(dir.db(), 6);
+  auto db = Database::open(dir.db());
+  REQUIRE(db);
+  Outbox outbox(*db);
+  auto claims = outbox.claim(std::nullopt, now_ms(), 60000, 6);
+  REQUIRE(claims);
+  REQUIRE(claims->size() == 6);
+  const RowStatus statuses[] = {RowStatus::sent, RowStatus::failed, RowStatus::dead,
+                                RowStatus::held, RowStatus::pending, RowStatus::pending};
+  std::vector<Outcome> outcomes;
+  for (size_t i = 0; i < 6; ++i) {
+    Outcome o;
+    o.id = (*claims)[i].id;
+    o.lease_token = (*claims)[i].lease_token;
+    o.status = statuses[i];
+    o.attempted = i != 5;  // the last one is handed back without an attempt: not a retry
+    outcomes.push_back(o);
+  }
+  auto report = outbox.record(outcomes);
+  REQUIRE(report);
+  CHECK(report->recorded == 6);
+  CHECK(report->fenced == 0);
+  CHECK(report->sent == 1);
+  CHECK(report->failed == 1);
+  CHECK(report->dead == 1);
+  CHECK(report->held == 1);
+  CHECK(report->retried == 1);
+}
+
 TEST_CASE("an expired lease makes the row due again, and the old lease can no longer record") {
   TempDir dir;
   test::make_outbox(dir.db(), 1);
