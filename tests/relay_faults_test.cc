@@ -227,15 +227,17 @@ TEST_CASE("beside a producer the relay keeps the pause between its write rounds 
     sqlite3* app = nullptr;
     REQUIRE(sqlite3_open(dir.db().c_str(), &app) == SQLITE_OK);
     sqlite3_busy_timeout(app, 5000);
-    metrix::Producer producer(app);
-    const auto end = std::chrono::steady_clock::now() + 10s;
-    for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
-      REQUIRE(sqlite3_exec(app, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-      REQUIRE(producer.enqueue(valid_payload(100000 + i)));
-      REQUIRE(sqlite3_exec(app, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
-      std::this_thread::sleep_for(5ms);
+    {
+      metrix::Producer producer(app);  // its statements are finalized before the close
+      const auto end = std::chrono::steady_clock::now() + 10s;
+      for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+        REQUIRE(sqlite3_exec(app, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+        REQUIRE(producer.enqueue(valid_payload(100000 + i)));
+        REQUIRE(sqlite3_exec(app, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+        std::this_thread::sleep_for(5ms);
+      }
     }
-    sqlite3_close(app);
+    REQUIRE(sqlite3_close(app) == SQLITE_OK);
   }
   relay.kill(SIGTERM);
   REQUIRE(relay.wait(30s) == 0);
