@@ -532,7 +532,7 @@ int Relay::run() {
       } else {
         // Beside producers, pace the writes: after a round that held the lock for d, wait at
         // least 4·d, so the relay holds the write lock at most a fifth of the time however
-        // fast it drains, and a producer's commit never waits long. Alone (no other
+        // fast it drains, and a producer's commit waits for one round at most. Alone (no other
         // connection committed for a second), the next round may start after the interval.
         // A round that cannot tell (the relay's heartbeat or pause write changed the version
         // too) keeps the verdict it started with.
