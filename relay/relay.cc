@@ -110,6 +110,8 @@ class Relay {
   void resume_app(AppState& app, std::int64_t now);
   std::optional<std::string> blocked_reason();
   void progress(std::int64_t now, bool final);
+  // A round saw another connection's commit within the second before `at`: pace the rounds.
+  bool beside_producers(std::int64_t at) const { return at - producers_seen_at_ < 1000; }
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   const RelayConfig& config_;
@@ -536,10 +538,9 @@ int Relay::run() {
         // connection committed for a second), the next round may start after the interval.
         // A round that cannot tell (the relay's heartbeat or pause write changed the version
         // too) keeps the verdict it started with.
-        if (others_wrote.value_or(round_now_ - producers_seen_at_ < 1000)) producers_seen_at_ = now;
-        const bool beside_producers = now - producers_seen_at_ < 1000;
+        if (others_wrote.value_or(beside_producers(round_now_))) producers_seen_at_ = now;
         next_write_allowed =
-            now + std::max(config_.commit_interval_ms, beside_producers ? 4 * lock_us / 1000 : 0);
+            now + std::max(config_.commit_interval_ms, beside_producers(now) ? 4 * lock_us / 1000 : 0);
         if (claim_limit > 0 && claimed == 0 && !round_found_apps_) {
           next_claim_at = now + config_.poll_interval_ms;  // nothing was due
           if (config_.until_idle && http_->in_flight() == 0 && ready_.empty() && outcomes_.empty()) {
@@ -578,7 +579,7 @@ int Relay::run() {
     // producers nearly all the time. A relay with nothing to send writes at once, unless
     // producers are committing: beside them the pause holds even when every claimed row has
     // already been sent.
-    bool starving = http_->in_flight() == 0 && ready_.empty() && now - producers_seen_at_ >= 1000;
+    bool starving = http_->in_flight() == 0 && ready_.empty() && !beside_producers(now);
     bool interval_passed = now >= next_write_allowed;
     int claim_limit = 0;
     if (!stop_deadline && now >= next_claim_at && ready_.size() < size_t(window / 2)) {
