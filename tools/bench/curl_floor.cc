@@ -10,10 +10,12 @@
 // METRIX_DEV_KEY, Content-Type: application/json, an empty Expect).
 //
 // Prints one JSON object on stdout:
-//   {"requests":N,"ok":N2xx,"errors":E,"seconds":S,"connections":C,"per_s":R}
+//   {"requests":N,"ok":N2xx,"errors":E,"seconds":S,"connections":C,"per_s":R,"mean_request_ms":M}
+// (M: the mean time from the start of a request to its answer, CURLINFO_TOTAL_TIME)
 // Exit codes: 0 every request answered 2xx, 1 some did not (or a libcurl call failed), 2 usage.
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -142,6 +144,7 @@ int main(int argc, char** argv) {
   }
 
   long started = 0, finished = 0, ok = 0, errors = 0, connects_total = 0;
+  curl_off_t request_us_total = 0;  // from the start of each request to its answer
   auto start = [&](CURL* h) -> bool {
     if (CURLMcode rc = curl_multi_add_handle(multi.get(), h); rc != CURLM_OK) {
       std::fprintf(stderr, "bench-curl-floor: curl_multi_add_handle: %s\n", curl_multi_strerror(rc));
@@ -168,6 +171,7 @@ int main(int argc, char** argv) {
       long status = 0, connects = 0;
       curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
       if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) connects_total += connects;
+      if (curl_off_t us = 0; curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK) request_us_total += us;
       if (msg->data.result == CURLE_OK && status >= 200 && status < 300) ++ok;
       else ++errors;
       ++finished;
@@ -182,8 +186,10 @@ int main(int argc, char** argv) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   handles.clear();  // before the multi handle and the header list they point to
-  std::printf("{\"requests\":%ld,\"ok\":%ld,\"errors\":%ld,\"seconds\":%.6f,\"connections\":%ld,\"per_s\":%.1f}\n",
-              finished, ok, errors, seconds, connects_total, static_cast<double>(finished) / seconds);
+  std::printf("{\"requests\":%ld,\"ok\":%ld,\"errors\":%ld,\"seconds\":%.6f,\"connections\":%ld,\"per_s\":%.1f,"
+              "\"mean_request_ms\":%.3f}\n",
+              finished, ok, errors, seconds, connects_total, static_cast<double>(finished) / seconds,
+              static_cast<double>(request_us_total) / 1000.0 / static_cast<double>(std::max(finished, 1L)));
   curl_global_cleanup();
   return errors == 0 ? 0 : 1;
 }
