@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <string>
 
 namespace metrix::log {
 
@@ -22,8 +23,13 @@ void write(std::string_view line) {
   gmtime_r(&t, &tm);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  fmt::print(stderr, "{}.{:03}Z metrix-relay: {}\n", stamp, ms, line);
-  std::fflush(stderr);
+  // A log line that cannot be written (stderr piped into a `head` that has exited, a full
+  // disk) is lost, and the relay goes on: the outbox is the record, not the log. fmt::print
+  // would throw instead, and end the relay mid-drain.
+  const std::string text = fmt::format("{}.{:03}Z metrix-relay: {}\n", stamp, ms, line);
+  (void)std::fwrite(text.data(), 1, text.size(), stderr);
+  (void)std::fflush(stderr);
+  std::clearerr(stderr);
 }
 
 }  // namespace metrix::log

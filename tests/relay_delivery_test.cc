@@ -271,3 +271,19 @@ TEST_CASE("plain http to a host that is not loopback runs only when allowed, and
   CHECK_MESSAGE(loopback.exit_code == 0, loopback.err);
   CHECK(loopback.err.find("WARNING") == std::string::npos);
 }
+
+TEST_CASE("a log that cannot be written any more does not stop the relay: stderr piped into head") {
+  TempDir dir;
+  make_outbox(dir.db(), 300);
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "20"}), fake_env());
+  // As an operator's `metrix-relay run ... 2>&1 | head -n 1`: head exits after the first line,
+  // and every later line (a progress line every 100 ms of a drain of about 1.5 s) meets a
+  // closed pipe.
+  std::vector<std::string> args =
+      relay_args(dir.db(), fake.url(), {"--until-idle", "--concurrency", "4", "--progress-interval", "100ms"});
+  args.insert(args.begin(), {"/bin/bash", "-c", "\"$@\" 2>&1 | head -n 1 >/dev/null; exit ${PIPESTATUS[0]}", "bash"});
+  auto r = run(args, {}, relay_env(), std::chrono::seconds(60));
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(count_status(dir.db(), "sent") == 300);
+  CHECK(count_status(dir.db(), "sending") == 0);
+}

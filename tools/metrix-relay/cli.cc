@@ -18,7 +18,9 @@ int exit_code(const Error& error) {
 }
 
 int fail(const Error& error) {
-  fmt::print(stderr, "metrix-relay: {}\n", error.message);
+  // Not fmt::print, which throws when stderr is gone (`run` ignores SIGPIPE): the exit code
+  // still says what happened.
+  (void)std::fputs(fmt::format("metrix-relay: {}\n", error.message).c_str(), stderr);
   return exit_code(error);
 }
 

@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     int code = app.exit(e);  // prints help or the usage error
     return code == 0 ? 0 : metrix::cli::kInvalidInput;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "metrix-relay: {}\n", e.what());
+    (void)std::fputs(fmt::format("metrix-relay: {}\n", e.what()).c_str(), stderr);
     return metrix::cli::kRuntimeFailure;
   }
   return exit_code;
