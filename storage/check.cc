@@ -63,7 +63,8 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
     add(Level::error, "schema", s.error().message);
     return report;
   }
-  add(Level::ok, "schema", fmt::format("schema version {}, migration checksums match", latest_schema_version()));
+  add(Level::ok, "schema", fmt::format("schema version {}, migration checksums match, every table, index, trigger "
+                                      "and view present as created", latest_schema_version()));
 
   auto expired = count(db, "SELECT count(*) FROM metrix_outbox WHERE status = 'sending' AND next_attempt_at < ?1", now);
   if (!expired) return expired.error();

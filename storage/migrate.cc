@@ -53,6 +53,72 @@ Result<int> verify_applied(Database& db) {
   return current;
 }
 
+// An object of the schema as SQLite keeps it in sqlite_schema, and the migration that
+// created it in this form.
+struct SchemaObject {
+  std::string type, name, sql;
+  int version = 0;
+};
+using SchemaObjects = std::map<std::string, SchemaObject>;  // by name
+
+Result<SchemaObjects> read_objects(Database& db) {
+  // Not SQLite's own automatic indexes: they come and go with their table's constraints.
+  auto stmt = db.prepare("SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+  if (!stmt) return stmt.error();
+  SchemaObjects objects;
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return row.error();
+    if (!*row) return objects;
+    SchemaObject o{stmt->text(0), stmt->text(1), stmt->text(2)};
+    objects.emplace(o.name, std::move(o));
+  }
+}
+
+// What the schema holds after migrations 1..v, for each v: the embedded migrations applied
+// to an empty in-memory database, as this build's SQLite writes them down. Built once.
+const Result<std::vector<SchemaObjects>>& reference_schemas() {
+  static const Result<std::vector<SchemaObjects>> schemas = []() -> Result<std::vector<SchemaObjects>> {
+    auto db = Database::open_memory();
+    if (!db) return db.error();
+    std::vector<SchemaObjects> schemas{{}};  // version 0: nothing
+    for (const Migration& m : embedded_migrations()) {
+      if (auto s = db->exec(m.sql); !s) return s.error();
+      auto objects = read_objects(*db);
+      if (!objects) return objects.error();
+      for (auto& [name, o] : *objects) {
+        auto before = schemas.back().find(name);
+        o.version = before != schemas.back().end() && before->second.sql == o.sql ? before->second.version : m.version;
+      }
+      schemas.push_back(std::move(*objects));
+    }
+    return schemas;
+  }();
+  return schemas;
+}
+
+// Every table, index, trigger and view that migrations 1..version made is there as they
+// made it: a dropped validation trigger would let invalid events in unnoticed. Objects
+// that someone added beside them (an index of their own, say) are theirs, and fine.
+Status verify_objects(Database& db, int version) {
+  const auto& schemas = reference_schemas();
+  if (!schemas) return schemas.error();
+  auto actual = read_objects(db);
+  if (!actual) return actual.error();
+  for (const auto& [name, expected] : (*schemas)[static_cast<size_t>(version)]) {
+    auto found = actual->find(name);
+    const char* what = found == actual->end() || found->second.type != expected.type ? "is missing"
+                       : found->second.sql != expected.sql                          ? "differs from the one it created"
+                                                                                    : nullptr;
+    if (!what) continue;
+    const Migration& m = embedded_migrations()[static_cast<size_t>(expected.version - 1)];
+    return Error{Errc::schema, fmt::format("{}: the schema was altered: {} {} (migration {}, {}) {}; refusing to "
+                                           "touch it (restore it from a backup, or re-create it as in migrations/{}.sql)",
+                                           db.path(), expected.type, name, m.version, m.name, what, m.name)};
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<MigrateReport> migrate(Database& db) {
@@ -64,6 +130,11 @@ Result<MigrateReport> migrate(Database& db) {
     return Error{Errc::schema, fmt::format("{}: has a metrix_outbox table that metrix-relay did not create "
                                            "(no metrix_schema_migrations); refusing to touch it",
                                            db.path())};
+  }
+  if (*ledger) {
+    auto current = verify_applied(db);
+    if (!current) return current.error();
+    if (auto s = verify_objects(db, *current); !s) return s.error();
   }
   MigrateReport report;
   bool first = true;
@@ -90,6 +161,7 @@ Result<MigrateReport> migrate(Database& db) {
   }
   auto current = verify_applied(db);
   if (!current) return current.error();
+  if (auto s = verify_objects(db, *current); !s) return s.error();
   report.to_version = *current;
   return report;
 }
@@ -109,7 +181,7 @@ Status check_schema(Database& db) {
                                            "upgrade it with 'metrix-relay migrate --db {}'",
                                            db.path(), *current, latest_schema_version(), db.path())};
   }
-  return {};
+  return verify_objects(db, *current);
 }
 
 }  // namespace metrix

@@ -107,6 +107,63 @@ TEST_CASE("a database whose applied migration was altered is refused") {
   CHECK(migrate.err.find("checksum mismatch") != std::string::npos);
 }
 
+TEST_CASE("a dropped or replaced trigger, index or view of the outbox is refused by check, migrate and enqueue") {
+  const std::string invalid = R"({"metrixUserId":"u","eventSlug":"s"})";  // no device id
+  struct Case {
+    const char* change;
+    const char* says;
+  };
+  for (const Case& c : {
+           Case{"DROP TRIGGER metrix_outbox_validate", "trigger metrix_outbox_validate (migration 1, 0001_outbox) is missing"},
+           Case{"DROP TRIGGER metrix_outbox_validate; "
+                "CREATE TRIGGER metrix_outbox_validate BEFORE INSERT ON metrix_outbox BEGIN SELECT 1; END",
+                "trigger metrix_outbox_validate (migration 1, 0001_outbox) differs from the one it created"},
+           Case{"DROP INDEX metrix_outbox_due", "index metrix_outbox_due (migration 1, 0001_outbox) is missing"},
+           Case{"DROP VIEW metrix_outbox_audit", "view metrix_outbox_audit (migration 2, 0002_heartbeat_and_audit_views) is missing"},
+       }) {
+    CAPTURE(c.change);
+    TempDir dir;
+    REQUIRE(run({relay_binary(), "migrate", "--db", dir.db()}).exit_code == 0);
+    {
+      auto db = metrix::Database::open(dir.db());
+      REQUIRE(db);
+      REQUIRE(db->exec(c.change));
+    }
+    auto check = run({relay_binary(), "check", "--db", dir.db()});
+    CHECK(check.exit_code == 1);
+    CHECK_MESSAGE(check.out.find(c.says) != std::string::npos, check.out);
+
+    auto migrate = run({relay_binary(), "migrate", "--db", dir.db()});
+    CHECK(migrate.exit_code == 1);
+    CHECK_MESSAGE(migrate.err.find(c.says) != std::string::npos, migrate.err);
+
+    auto enqueue = run({relay_binary(), "enqueue", "--db", dir.db(), "--json", invalid});
+    CHECK(enqueue.exit_code == 1);
+    CHECK_MESSAGE(enqueue.err.find(c.says) != std::string::npos, enqueue.err);
+    CHECK(query_text(dir.db(), "SELECT count(*) FROM metrix_outbox") == "0");
+  }
+}
+
+TEST_CASE("an index or trigger an operator adds beside the outbox's own is accepted") {
+  TempDir dir;
+  REQUIRE(run({relay_binary(), "migrate", "--db", dir.db()}).exit_code == 0);
+  {
+    auto db = metrix::Database::open(dir.db());
+    REQUIRE(db);
+    REQUIRE(db->exec("CREATE INDEX bank_outbox_dedup ON metrix_outbox (dedup_key, created_at); "
+                     "CREATE TABLE bank_audit (id INTEGER); "
+                     "CREATE TRIGGER bank_outbox_audit AFTER INSERT ON metrix_outbox "
+                     "BEGIN INSERT INTO bank_audit VALUES (NEW.id); END"));
+  }
+  auto check = run({relay_binary(), "check", "--db", dir.db()});
+  CHECK_MESSAGE(check.exit_code == 0, check.out << check.err);
+  CHECK(run({relay_binary(), "migrate", "--db", dir.db()}).exit_code == 0);
+  auto enqueue = run({relay_binary(), "enqueue", "--db", dir.db(), "--json",
+                      R"({"metrixUserId":"u","eventSlug":"s","oaid":"o"})"});
+  CHECK_MESSAGE(enqueue.exit_code == 0, enqueue.err);
+  CHECK(query_text(dir.db(), "SELECT count(*) FROM bank_audit") == "1");
+}
+
 TEST_CASE("a file that is not a database, or not an outbox, is refused with a clear message") {
   TempDir dir;
   std::ofstream(dir.db()) << "this is not a database, it is a text file of some length........................"
