@@ -37,6 +37,20 @@ TEST_CASE("an invalid event exits 2 and names the field and the rule") {
   CHECK(r.out.empty());
 }
 
+TEST_CASE("an empty --dedup-key or --app-id is refused as SQL and import refuse it, not dropped") {
+  // As `--dedup-key "$ORDER_ID"` with the variable unset: dropping the key would store the
+  // event without its idempotency key, and a replay would store it twice.
+  TempDir dir;
+  auto db = migrated(dir);
+  auto key = run({relay_binary(), "enqueue", "--db", db, "--json", kValid, "--dedup-key", ""});
+  CHECK(key.exit_code == 2);
+  CHECK(key.err == "metrix-relay: dedup_key: must be NULL or a non-empty string\n");
+  auto app = run({relay_binary(), "enqueue", "--db", db, "--json", kValid, "--app-id", ""});
+  CHECK(app.exit_code == 2);
+  CHECK(app.err.find("metrix-relay: app_id: ") == 0);
+  CHECK(run({relay_binary(), "status", "--db", db, "--json"}).out.find("\"total\": 0") != std::string::npos);
+}
+
 TEST_CASE("malformed JSON exits 2 with a clear message") {
   TempDir dir;
   auto db = migrated(dir);

@@ -2,6 +2,8 @@
 
 #include <iostream>
 #include <iterator>
+#include <optional>
+#include <string>
 
 #include "storage/producer.h"
 #include "tools/metrix-relay/cli.h"
@@ -22,8 +24,9 @@ void add_enqueue(CLI::App& app, int& exit_code) {
   struct Args {
     std::string db;
     std::string json;
-    std::string app_id;
-    std::string dedup_key;
+    // Given but empty is not absent: the database refuses it, as it refuses '' in SQL.
+    std::optional<std::string> app_id;
+    std::optional<std::string> dedup_key;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--db", args->db, "outbox database (see 'migrate')")->required();
@@ -39,8 +42,8 @@ void add_enqueue(CLI::App& app, int& exit_code) {
       return;
     }
     EnqueueOptions options;
-    if (!args->app_id.empty()) options.app_id = args->app_id;
-    if (!args->dedup_key.empty()) options.dedup_key = args->dedup_key;
+    options.app_id = args->app_id;
+    options.dedup_key = args->dedup_key;
     Producer producer(db->handle());
     auto id = producer.enqueue(payload, options);
     if (!id) {
