@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -47,18 +49,33 @@ Result<std::int64_t> parse_duration_ms(std::string_view text) {
   return total;
 }
 
-Result<std::string> read_key_file(const std::string& path) {
+namespace {
+
+// A file to read, with the reason when it is not one: missing, a directory, unreadable.
+Result<struct stat> regular_file(const std::string& path, std::string_view what) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
-    return Error{Errc::invalid_argument, fmt::format("dev key file {}: cannot read it", path)};
+    return Error{Errc::invalid_argument, fmt::format("{}{}: cannot read it: {}", what, path, std::strerror(errno))};
   }
+  if (S_ISDIR(st.st_mode)) return Error{Errc::invalid_argument, fmt::format("{}{}: is a directory, not a file", what, path)};
+  return st;
+}
+
+}  // namespace
+
+Result<std::string> read_key_file(const std::string& path) {
+  auto file = regular_file(path, "dev key file ");
+  if (!file) return file.error();
+  const struct stat& st = *file;
   if (st.st_mode & 0077) {
     return Error{Errc::invalid_argument,
                  fmt::format("dev key file {}: readable by others (mode {:o}); run 'chmod 600 {}'", path,
                              st.st_mode & 0777, path)};
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{Errc::invalid_argument, fmt::format("dev key file {}: cannot read it", path)};
+  if (!in) {
+    return Error{Errc::invalid_argument, fmt::format("dev key file {}: cannot read it: {}", path, std::strerror(errno))};
+  }
   std::stringstream buffer;
   buffer << in.rdbuf();
   std::string key = buffer.str();
@@ -79,6 +96,7 @@ Error file_error(const std::string& path, std::string_view key, std::string_view
 }  // namespace
 
 Status apply_config_file(const std::string& path, const std::map<std::string, bool>& given, RelayConfig& config) {
+  if (auto file = regular_file(path, ""); !file) return file.error();
   toml::table table;
   try {
     table = toml::parse_file(path);

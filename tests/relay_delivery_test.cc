@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "relay/relay.h"
 #include "tests/outbox_fixture.h"
@@ -216,6 +217,23 @@ TEST_CASE("bad run options exit 2 with a message naming the option") {
   CHECK(insecure.err.find("plain http") != std::string::npos);
   auto key_flag = run({relay_binary(), "run", "--db", dir.db(), "--dev-key", "abc"});
   CHECK(key_flag.exit_code == 2);
+
+  // A directory or a missing file where a file is wanted: said so, not run with defaults
+  // (before: a directory as --config ran against the default endpoint) or with a wrong cause
+  // (before: a directory as key file was "readable by others", with a chmod hint).
+  const std::string folder = dir.path().string(), missing = dir.file("missing.toml").string();
+  for (const auto& [flag, path, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"--config", folder, folder + ": is a directory, not a file"},
+           {"--config", missing, missing + ": cannot read it: No such file or directory"},
+           {"--dev-key-file", folder, "dev key file " + folder + ": is a directory, not a file"},
+           {"--dev-key-file", missing, "dev key file " + missing + ": cannot read it: No such file or directory"}}) {
+    CAPTURE(flag);
+    CAPTURE(path);
+    auto r = run({relay_binary(), "run", "--db", dir.db(), "--app-id", "a", flag, path, "--until-idle"},
+                 {}, {}, std::chrono::seconds(20));
+    CHECK(r.exit_code == 2);
+    CHECK_MESSAGE(r.err.find(says) != std::string::npos, r.err);
+  }
 }
 
 TEST_CASE("a dev key file others can read is refused, naming the file, without printing the key") {
