@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <thread>
 
 #include <fmt/format.h>
@@ -148,6 +150,10 @@ Error cannot_use(sqlite3* db, int rc, const std::string& path, std::string_view 
 }  // namespace
 
 Result<Database> Database::open(const std::string& path, const OpenOptions& options) {
+  // SQLite's own word for a directory is a disk I/O error or "unable to open".
+  if (std::error_code ignored; std::filesystem::is_directory(path, ignored)) {
+    return Error{Errc::io, fmt::format("cannot open database {}: {} is a directory, not a database file", path, path)};
+  }
   if (options.create && !options.read_only) {
     if (auto s = create_owner_only(path); !s) return s.error();
   }

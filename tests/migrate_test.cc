@@ -184,6 +184,21 @@ TEST_CASE("a file that is not a database, or not an outbox, is refused with a cl
   CHECK(not_outbox.exit_code == 1);
   CHECK(not_outbox.err.find("is not a metrix outbox") != std::string::npos);
   CHECK(not_outbox.err.find("metrix-relay migrate --db") != std::string::npos);
+
+  // A directory: said so (before: "disk I/O error; the disk may be full..." from the readers,
+  // "permission denied" from the writers, even for root).
+  const std::string folder = dir.path().string();
+  for (const std::vector<std::string>& command : std::vector<std::vector<std::string>>{
+           {"migrate"}, {"check"}, {"status"}, {"list"}, {"enqueue", "--json", R"({"metrixUserId":"u","eventSlug":"s","oaid":"o"})"},
+           {"run", "--app-id", "a", "--until-idle"}}) {
+    CAPTURE(command[0]);
+    std::vector<std::string> argv{relay_binary(), command[0], "--db", folder};
+    argv.insert(argv.end(), command.begin() + 1, command.end());
+    auto r = run(argv, {}, {{"METRIX_DEV_KEY", "k"}});
+    CHECK(r.exit_code == 1);
+    const std::string said = r.err + r.out;
+    CHECK_MESSAGE(said.find(folder + " is a directory, not a database file") != std::string::npos, said);
+  }
 }
 
 TEST_CASE("a database at an older schema is refused by enqueue and upgraded by migrate, keeping its rows") {
