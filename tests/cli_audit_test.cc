@@ -397,3 +397,19 @@ TEST_CASE("every query of the README's Audit SQL section runs on a relayed outbo
 
   CHECK_MESSAGE(queries.empty(), "a README query no test checks: " << (queries.empty() ? "" : queries.begin()->first));
 }
+
+TEST_CASE("a count or an id that is not a whole number in range is refused, naming the flag and the rule") {
+  TempDir dir;
+  make_outbox(dir.db(), 1);
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"import", "--db", dir.db(), "--chunk", "0"}, "--chunk: '0' is not a whole number of at least 1"},
+           {{"import", "--db", dir.db(), "--chunk", "abc"}, "--chunk: 'abc' is not a whole number of at least 1"},
+           {{"list", "--db", dir.db(), "--limit", "-1"}, "--limit: '-1' is not a whole number of at least 0"},
+           {{"show", "--db", dir.db(), "1x"}, "id: '1x' is not a whole number of at least 0"}}) {
+    CAPTURE(args[0]);
+    auto r = relay_cli(args);
+    CHECK(r.exit_code == 2);
+    CHECK_MESSAGE(r.err.find(says) != std::string::npos, r.err);
+    CHECK(r.err.size() < 200);  // before: the range up to 1.8e308, written out in full
+  }
+}

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cstdio>
+#include <system_error>
 
 #include "storage/migrate.h"
 
@@ -15,6 +17,19 @@ int exit_code(const Error& error) {
     case Errc::duplicate: return kDuplicate;
     default: return kRuntimeFailure;
   }
+}
+
+CLI::Validator whole_number(long long min) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        long long value = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size() || value < min) {
+          return fmt::format("'{}' is not a whole number of at least {}", text, min);
+        }
+        return {};
+      },
+      fmt::format("INT>={}", min));
 }
 
 int fail(const Error& error) {

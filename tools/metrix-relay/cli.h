@@ -23,6 +23,10 @@ int exit_code(const Error& error);
 // Prints "metrix-relay: message" to stderr and returns exit_code(error).
 int fail(const Error& error);
 
+// A flag or argument that must be a whole number of at least `min`, with a message that
+// says so (CLI11's own number checks print the range up to 1.8e308 in full).
+CLI::Validator whole_number(long long min);
+
 // Opens an existing, fully migrated outbox.
 Result<Database> open_outbox(const std::string& path, const OpenOptions& options = {});
 // For commands that only read: works on a file this process cannot write.

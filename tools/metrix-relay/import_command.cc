@@ -165,7 +165,7 @@ void add_import(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<Args>();
   cmd->add_option("--db", a->db, "outbox database")->required();
   cmd->add_option("file", a->file, "NDJSON file, or - for standard input")->required();
-  cmd->add_option("--chunk", a->chunk, "commit every N lines instead of all at once")->check(CLI::PositiveNumber);
+  cmd->add_option("--chunk", a->chunk, "commit every N lines instead of all at once")->check(whole_number(1));
   add_format_flags(*cmd, a->json, nullptr);
   cmd->callback([a, &exit_code] {
     // SQLite's trigger programs allocate and free large blocks for every row; glibc would hand

@@ -27,7 +27,7 @@ void add_list(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<Args>();
   cmd->add_option("--db", a->db, "outbox database")->required();
   add_filter_flags(*cmd, a->filter);
-  cmd->add_option("--limit", a->limit, "at most this many rows; 0 for all (default 100)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", a->limit, "at most this many rows; 0 for all (default 100)")->check(whole_number(0));
   add_format_flags(*cmd, a->json, &a->csv);
   cmd->callback([a, &exit_code] {
     std::int64_t now = now_ms();

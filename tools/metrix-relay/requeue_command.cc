@@ -41,7 +41,7 @@ void add_requeue(CLI::App& app, int& exit_code) {
   cmd->add_flag("--include-sent", a->include_sent, "also requeue sent rows (a deliberate re-send)");
   cmd->add_flag("--dry-run", a->dry_run, "change nothing; print how many rows and which ones would be requeued");
   cmd->add_option("--limit", a->limit, "--dry-run lists at most this many rows (default 100; 0 for all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0));
   add_format_flags(*cmd, a->json, nullptr);
   cmd->callback([a, &exit_code] {
     std::int64_t now = now_ms();

@@ -93,7 +93,7 @@ void add_show(CLI::App& app, int& exit_code) {
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--db", a->db, "outbox database")->required();
-  cmd->add_option("id", a->id, "the row's id")->required()->check(CLI::NonNegativeNumber);
+  cmd->add_option("id", a->id, "the row's id")->required()->check(whole_number(0));
   add_format_flags(*cmd, a->json, nullptr);
   cmd->callback([a, &exit_code] {
     auto db = open_outbox_to_read(a->db);
