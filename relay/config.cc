@@ -279,7 +279,8 @@ Status validate(const RelayConfig& c) {
     return invalid("--pause-interval must be positive and at most --pause-max");
   }
   if (c.max_age_ms < 1) return invalid("--max-age must be positive");
-  if (c.poll_interval_ms < 1 || c.progress_interval_ms < 1) return invalid("intervals must be positive");
+  if (c.poll_interval_ms < 1) return invalid("--poll-interval must be positive");
+  if (c.progress_interval_ms < 1) return invalid("--progress-interval must be positive");
   if (c.commit_interval_ms < 0 || c.commit_interval_ms > 1000) return invalid("--commit-interval must be between 0 and 1s");
   if (c.busy_timeout_ms < 1 || c.busy_timeout_ms > 600'000) return invalid("--busy-timeout must be between 1ms and 10m");
   return {};

@@ -217,6 +217,11 @@ TEST_CASE("bad run options exit 2 with a message naming the option") {
   CHECK(insecure.err.find("plain http") != std::string::npos);
   auto key_flag = run({relay_binary(), "run", "--db", dir.db(), "--dev-key", "abc"});
   CHECK(key_flag.exit_code == 2);
+  for (const char* interval : {"--poll-interval", "--progress-interval"}) {
+    auto zero = run({relay_binary(), "run", "--db", dir.db(), "--app-id", "a", interval, "0s"});
+    CHECK(zero.exit_code == 2);
+    CHECK(zero.err == "metrix-relay: " + std::string(interval) + " must be positive\n");  // before: "intervals must..."
+  }
 
   // A directory or a missing file where a file is wanted: said so, not run with defaults
   // (before: a directory as --config ran against the default endpoint) or with a wrong cause
