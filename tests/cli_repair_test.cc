@@ -96,7 +96,15 @@ TEST_CASE("requeue touches failed, dead and held rows only, sent ones only with 
   auto resend = relay_cli({"requeue", "--db", dir.db(), "--include-sent", "3"});
   CHECK(resend.out == "requeued 1 rows\n");
   CHECK(text(dir.db(), "SELECT status FROM metrix_outbox WHERE id = 3") == "pending");
-  CHECK(relay_cli({"requeue", "--db", dir.db(), "999"}).out == "requeued 0 rows\n");
+  // Nothing requeued: stdout says 0, stderr says why (before: nothing said why).
+  auto none = relay_cli({"requeue", "--db", dir.db(), "999"});
+  CHECK(none.exit_code == 0);
+  CHECK(none.out == "requeued 0 rows\n");
+  CHECK(none.err == "metrix-relay: no row matches the selection\n");
+  auto left_alone = relay_cli({"requeue", "--db", dir.db(), "1-2"});
+  CHECK(left_alone.out == "requeued 0 rows\n");
+  CHECK(left_alone.err.find("none of the 2 matching rows is failed, dead or held (sent rows only with "
+                            "--include-sent; pending and sending rows never)") != std::string::npos);
 }
 
 TEST_CASE("requeue works through thousands of rows in short transactions") {

@@ -19,7 +19,8 @@ void add_requeue(CLI::App& app, int& exit_code) {
       "Rows are selected by ids and/or the filters (all must match); at least one is required.\n"
       "Work is done 1,000 rows per transaction, so producers are never blocked for long.\n"
       "Prints how many rows changed. --dry-run changes nothing and lists what would change.\n"
-      "Exit codes: 0 ok (also when nothing matched), 1 the database failed, 2 bad options.\n\n"
+      "Exit codes: 0 ok (also when nothing matched: a note on stderr says why), 1 the database failed,\n"
+      "2 bad options.\n\n"
       "Examples:\n"
       "  # the slug was missing in the Metrix panel; it is defined now:\n"
       "  metrix-relay requeue --db app.db --error EVENT_TYPE_DOES_NOT_EXIST --slug purchase --dry-run\n"
@@ -58,6 +59,21 @@ void add_requeue(CLI::App& app, int& exit_code) {
     if (!effective) return void(exit_code = fail(effective.error()));
     auto db = open_outbox(a->db);
     if (!db) return void(exit_code = fail(db.error()));
+    // When nothing is (or would be) requeued, say why on stderr: no such rows, or rows in a
+    // status requeue leaves alone.
+    auto explain_nothing = [&]() -> Status {
+      auto selected = count_rows(*db, *filter);
+      if (!selected) return selected.error();
+      if (*selected == 0) {
+        fmt::print(stderr, "metrix-relay: no row matches the selection\n");
+      } else {
+        fmt::print(stderr, "metrix-relay: none of the {} matching rows is failed, dead{} or held ({})\n", *selected,
+                   a->include_sent ? ", sent" : "",
+                   a->include_sent ? "pending and sending rows are never requeued"
+                                   : "sent rows only with --include-sent; pending and sending rows never");
+      }
+      return {};
+    };
     if (a->dry_run) {
       auto total = count_rows(*db, *effective);
       if (!total) return void(exit_code = fail(total.error()));
@@ -72,6 +88,9 @@ void add_requeue(CLI::App& app, int& exit_code) {
         print_json(out);
       } else {
         fmt::print("dry run: would requeue {} rows{}\n", *total, *total ? ":" : "");
+      if (*total == 0) {
+        if (auto s = explain_nothing(); !s) return void(exit_code = fail(s.error()));
+      }
         if (!rows->empty()) rows_table(*rows).print(stdout);
         if (static_cast<std::int64_t>(rows->size()) < *total) {
           fmt::print("... and {} more (--limit 0 lists all)\n", *total - static_cast<std::int64_t>(rows->size()));
@@ -83,6 +102,9 @@ void add_requeue(CLI::App& app, int& exit_code) {
     if (!changed) return void(exit_code = fail(changed.error()));
     if (a->json) print_json({{"requeued", *changed}});
     else fmt::print("requeued {} rows\n", *changed);
+    if (*changed == 0) {
+      if (auto s = explain_nothing(); !s) return void(exit_code = fail(s.error()));
+    }
     exit_code = kOk;
   });
 }
