@@ -516,3 +516,19 @@ TEST_CASE("it prints exactly one listening line and writes the port to --port-fi
   CHECK(server.url() == "http://127.0.0.1:" + std::to_string(server.port()));
   CHECK(read_file(dir.file("port")) == std::to_string(server.port()) + "\n");
 }
+
+TEST_CASE("a second fake-metrix on a port one is listening on is refused, not silently sharing it") {
+  TempDir dir;
+  auto first = FakeMetrix::start(dir);
+  for (const char* host : {"127.0.0.1", "0.0.0.0"}) {
+    CAPTURE(host);
+    // Before: SO_REUSEPORT (cpp-httplib's default) let it listen too, and the kernel split the
+    // connections and the counters between the two servers.
+    auto second = run({fake_metrix_binary(), "--any-key", "--host", host, "--port", std::to_string(first.port())}, {},
+                      {}, 10s);
+    CHECK_FALSE(second.timed_out);
+    CHECK(second.exit_code == 1);
+    CHECK(second.err.find("cannot listen on " + std::string(host) + ":" + std::to_string(first.port())) !=
+          std::string::npos);
+  }
+}

@@ -94,7 +94,11 @@ Result<std::unique_ptr<S2sServer>> S2sServer::bind(ServerConfig config, const Ch
   http.set_tcp_nodelay(true);
   http.set_payload_max_length(kMaxBodyBytes);
   http.set_socket_options([s = server.get()](socket_t fd) {
-    httplib::default_socket_options(fd);
+    // SO_REUSEADDR only: a restart may reuse a port in TIME_WAIT, but a second server on a
+    // port one listens on is refused. httplib's default, SO_REUSEPORT, let both listen and
+    // the kernel split the connections (and the counters) between them.
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     s->listen_fd_ = fd;  // only the listening socket passes here
   });
 
