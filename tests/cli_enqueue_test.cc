@@ -80,6 +80,17 @@ TEST_CASE("a missing database or required flag is a clear error") {
   CHECK(usage.err.find("--db is required") != std::string::npos);
   auto none = run({relay_binary()});
   CHECK(none.exit_code == 2);
+  // Before: "A subcommand is required", as if none had been given.
+  auto typo = run({relay_binary(), "enqeue", "--db", "x.db"});
+  CHECK(typo.exit_code == 2);
+  CHECK(typo.err.find("metrix-relay: unknown command 'enqeue'; the commands are: migrate, enqueue, run,") == 0);
+}
+
+TEST_CASE("--version prints the version and exits 0") {
+  auto version = run({relay_binary(), "--version"});
+  CHECK(version.exit_code == 0);
+  CHECK(version.out.rfind("metrix-relay ", 0) == 0);
+  CHECK(version.out.find('.') != std::string::npos);
 }
 
 TEST_CASE("--help explains the tool and each subcommand") {

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <string>
 
 #include "tools/metrix-relay/cli.h"
 
@@ -31,6 +32,19 @@ int main(int argc, char** argv) {
   metrix::cli::add_purge(app, exit_code);
   metrix::cli::add_import(app, exit_code);
   metrix::cli::add_report(app, exit_code);
+  app.set_version_flag("--version", "metrix-relay " METRIX_RELAY_VERSION);
+  // CLI11 reads an unknown first word as a missing subcommand; name it instead.
+  std::string names;
+  bool known = false;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    known = known || (argc > 1 && sub->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    (void)std::fputs(fmt::format("metrix-relay: unknown command '{}'; the commands are: {}\n", argv[1], names).c_str(),
+                     stderr);
+    return metrix::cli::kInvalidInput;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
