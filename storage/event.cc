@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "storage/database.h"
 #include "storage/migrate.h"
 
@@ -11,6 +13,32 @@ Violation parse_violation(std::string_view message) {
   auto colon = message.find(": ");
   if (colon == std::string_view::npos) return Violation{"payload", std::string(message)};
   return Violation{std::string(message.substr(0, colon)), std::string(message.substr(colon + 2))};
+}
+
+std::string with_key_named(sqlite3* db, std::string_view payload, std::string message) {
+  constexpr std::string_view kUnknown = "payload: unknown key; the keys are ";
+  constexpr std::string_view kRepeated = "payload: must not repeat a key in any object";
+  const char* sql = nullptr;
+  if (message.find(" (here: ") != std::string::npos) {
+    return message;  // named already
+  } else if (message.rfind(kUnknown, 0) == 0) {
+    sql = "SELECT key, NULL FROM json_each(?1) WHERE NOT instr(?2, ', ' || key || ', ') LIMIT 1";
+  } else if (message == kRepeated) {
+    sql = "SELECT key, substr(path, 3) FROM json_tree(?1) WHERE typeof(key) = 'text' "
+          "GROUP BY parent, key HAVING count(*) > 1 LIMIT 1";
+  } else {
+    return message;
+  }
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) return message;
+  Statement stmt(raw);
+  stmt.bind(1, payload);
+  // The keys the message lists, each between ", " and ", ": the message is the one list.
+  const std::string keys = ", " + message.substr(std::min(kUnknown.size(), message.size())) + ", ";
+  if (sqlite3_bind_parameter_count(raw) == 2) stmt.bind(2, std::string_view(keys));
+  if (auto row = stmt.step(); !row || !*row) return message;
+  std::string key = stmt.text(0), in = stmt.optional_text(1).value_or("");
+  return fmt::format("{} (here: \"{}\"{})", message, key, in.empty() ? "" : ", in " + in);
 }
 
 namespace {
@@ -47,7 +75,7 @@ std::optional<Violation> validate_payload(std::string_view payload, const std::o
   v.insert.reset();
   (void)v.db.exec("ROLLBACK TO validate; RELEASE validate");
   if (done) return std::nullopt;
-  return parse_violation(done.error().message);
+  return parse_violation(with_key_named(v.db.handle(), payload, done.error().message));
 }
 
 const char* currency_name(Currency currency) {

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 namespace metrix {
 
@@ -23,6 +24,12 @@ struct Violation {
 
 // Splits a trigger message "field: rule" into a Violation.
 Violation parse_violation(std::string_view message);
+
+// The trigger cannot name the key at fault (SQLite 3.40's RAISE takes a fixed text). For the
+// rules about keys ("unknown key", "must not repeat a key"), this finds it in the payload and
+// adds it: `... (here: "deviceId")`, `... (here: "a", in customAttributes)`. Any other
+// message is returned as it is. `db` is any open connection: it only runs JSON functions.
+std::string with_key_named(sqlite3* db, std::string_view payload, std::string message);
 
 // Checks a payload (and optional app id / dedup key) against every rule. nullopt when valid.
 // Thread-safe (one private in-memory database per thread).

@@ -805,7 +805,7 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
         }
       }
       if (item.problem) {
-        report.problems.push_back(LineProblem{item.line, *item.problem});
+        report.problems.push_back(LineProblem{item.line, with_key_named(db.handle(), item.row.payload, *item.problem)});
         if (!doomed) {
           // Nothing of this chunk will be written: give the lock back now, and only
           // check the rest of the chunk for more bad lines.

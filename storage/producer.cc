@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "storage/event.h"
+
 namespace metrix {
 
 Result<std::int64_t> Producer::enqueue(std::string_view payload, const EnqueueOptions& options) {
@@ -25,6 +27,9 @@ Result<std::int64_t> Producer::enqueue(std::string_view payload, const EnqueueOp
   if (!done) {
     if (rc == SQLITE_CONSTRAINT_UNIQUE && options.dedup_key) {
       return Error{Errc::duplicate, fmt::format("dedup_key: '{}' is already in the outbox", *options.dedup_key)};
+    }
+    if (done.error().code == Errc::invalid_event) {
+      return Error{Errc::invalid_event, with_key_named(db_, payload, done.error().message)};
     }
     return done.error();
   }
