@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace metrix::log {
@@ -11,6 +13,9 @@ namespace metrix::log {
 void set_verbose(bool verbose);
 bool verbose();
 void write(std::string_view line);
+
+// A time in milliseconds since the epoch as the log writes it: 2026-11-25T14:03:07.412Z.
+std::string utc(std::int64_t ms);
 
 template <class... Args>
 void info(fmt::format_string<Args...> format, Args&&... args) {

@@ -414,7 +414,7 @@ std::optional<std::string> Relay::blocked_reason() {
     if (!app.headers) reasons.push_back(app.unroutable_reason);
     else if (app.pause)
       reasons.push_back(fmt::format("app {} is paused since {} (Metrix answered 403 {})", app.id,
-                                    app.pause->since, app.pause->reason));
+                                    log::utc(app.pause->since), app.pause->reason));
     else return std::nullopt;  // this app's rows can still go
   }
   if (reasons.empty()) return std::nullopt;

@@ -100,6 +100,10 @@ TEST_CASE("--until-idle exits non-zero and says why when only a paused app's row
   auto r = run(relay_args(dir.db(), fake.url(), {"--until-idle", "--pause-interval", "10s"}), {}, relay_env());
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("cannot finish: 3 rows wait: app app1 is paused") != std::string::npos);
+  // Since when, as a UTC time like the log's own (before: milliseconds since 1970).
+  const std::string since = text(dir.db(), "SELECT strftime('%Y-%m-%dT%H:%M:%S', since / 1000, 'unixepoch') || "
+                                           "printf('.%03dZ', since % 1000) FROM metrix_app_pause");
+  CHECK_MESSAGE(r.err.find("app app1 is paused since " + since + " (Metrix answered 403") != std::string::npos, r.err);
   CHECK(count_status(dir.db(), "pending") == 3);
 }
 
