@@ -140,12 +140,15 @@ Result<std::int64_t> single_int(Database& db, const std::string& sql) {
   return s->int64(0);
 }
 
-bool is_status(const std::string& s) {
-  const auto& all = all_statuses();
-  return std::find(all.begin(), all.end(), s) != all.end();
-}
-
 }  // namespace
+
+Status check_status(const std::string& s) {
+  const auto& all = all_statuses();
+  if (std::find(all.begin(), all.end(), s) != all.end()) return {};
+  std::string names;
+  for (const auto& name : all) names += (names.empty() ? "" : ", ") + name;
+  return Error{Errc::invalid_argument, fmt::format("--status {}: not a status; the statuses are {}", s, names)};
+}
 
 Result<std::vector<OutboxRow>> list_rows(Database& db, const RowFilter& filter, std::int64_t limit) {
   Where w = where_for(filter);
@@ -455,7 +458,7 @@ Result<RowFilter> requeue_filter(const RowFilter& filter, bool include_sent) {
                    "--status sent: sent rows are requeued only with --include-sent (a deliberate re-send: Metrix "
                    "receives the event again)"};
     }
-    if (!is_status(s)) return Error{Errc::invalid_argument, fmt::format("--status {}: not a status", s)};
+    if (auto known = check_status(s); !known) return known.error();
   }
   return f;
 }
@@ -503,7 +506,7 @@ Status check_purge_statuses(const PurgeOptions& options) {
                                "sending); requeue or let the relay finish it",
                                s)};
     }
-    if (!is_status(s)) return Error{Errc::invalid_argument, fmt::format("--status {}: not a status", s)};
+    if (auto known = check_status(s); !known) return known.error();
   }
   return {};
 }

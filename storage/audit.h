@@ -32,6 +32,8 @@ inline constexpr const char* kDefaultAppLabel = "(default)";
 
 // Every status, in the order the outbox moves through them.
 const std::vector<std::string>& all_statuses();
+// "--status S: not a status; the statuses are pending, sending, ..." when S is not one.
+Status check_status(const std::string& s);
 
 struct IdRange {
   std::int64_t first = 0;

@@ -413,3 +413,20 @@ TEST_CASE("a count or an id that is not a whole number in range is refused, nami
     CHECK(r.err.size() < 200);  // before: the range up to 1.8e308, written out in full
   }
 }
+
+TEST_CASE("an unknown status or a --since after --until is refused, saying what would be valid") {
+  TempDir dir;
+  make_outbox(dir.db(), 1);
+  const std::string statuses = "--status bogus: not a status; the statuses are pending, sending, sent, failed, dead, held";
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"list", "--db", dir.db(), "--status", "bogus"}, statuses},
+           {{"requeue", "--db", dir.db(), "--status", "bogus"}, statuses},
+           {{"purge", "--db", dir.db(), "--older-than", "1d", "--status", "bogus"}, statuses},  // before: no list
+           {{"list", "--db", dir.db(), "--since", "2h", "--until", "3h"},
+            "--since 2h is not before --until 3h: no row can match"}}) {  // before: "no rows match"
+    CAPTURE(args[0]);
+    auto r = relay_cli(args);
+    CHECK(r.exit_code == 2);
+    CHECK_MESSAGE(r.err.find(says) != std::string::npos, r.err);
+  }
+}

@@ -155,11 +155,7 @@ bool narrows(const FilterFlags& f) {
 Result<RowFilter> to_filter(const FilterFlags& f, std::int64_t now_ms) {
   RowFilter filter;
   for (const auto& s : f.statuses) {
-    const auto& all = all_statuses();
-    if (std::find(all.begin(), all.end(), s) == all.end()) {
-      return Error{Errc::invalid_argument,
-                   fmt::format("--status {}: not a status; the statuses are pending, sending, sent, failed, dead, held", s)};
-    }
+    if (auto known = check_status(s); !known) return known.error();
     filter.statuses.push_back(s);
   }
   if (!f.app_id.empty()) filter.app_id = f.app_id;
@@ -174,6 +170,10 @@ Result<RowFilter> to_filter(const FilterFlags& f, std::int64_t now_ms) {
     auto t = parse_time(f.until, now_ms);
     if (!t) return Error{Errc::invalid_argument, "--until: " + t.error().message};
     filter.created_until = *t;
+  }
+  if (filter.created_since && filter.created_until && *filter.created_since >= *filter.created_until) {
+    return Error{Errc::invalid_argument,
+                 fmt::format("--since {} is not before --until {}: no row can match", f.since, f.until)};
   }
   for (const auto& text : f.ids) {
     auto ranges = parse_ids(text);
