@@ -221,12 +221,16 @@ TEST_CASE("a trigger someone added to the outbox still runs for imported rows") 
   CHECK(row_count(db) == 300);
 }
 
-TEST_CASE("import refuses a missing file and a database that is not an outbox") {
+TEST_CASE("import refuses a missing file, a directory and a database that is not an outbox") {
   TempDir dir;
   auto db = migrated(dir);
   auto missing = relay_cli({"import", "--db", db, dir.file("nope.ndjson").string()});
   CHECK(missing.exit_code == 2);
   CHECK(missing.err.find("nope.ndjson: No such file or directory") != std::string::npos);
+  // Before: "reading the input: Is a directory", exit 1, without the path.
+  auto folder = relay_cli({"import", "--db", db, dir.path().string()});
+  CHECK(folder.exit_code == 2);
+  CHECK(folder.err.find(dir.path().string() + ": is a directory, not a file of events") != std::string::npos);
   std::ofstream(dir.file("in.ndjson")) << import_line(1) << "\n";
   { std::ofstream(dir.file("plain.db")) << "not a database"; }
   auto not_db = relay_cli({"import", "--db", dir.file("plain.db").string(), dir.file("in.ndjson").string()});

@@ -38,7 +38,10 @@ class Input {
       in.file_.reset(f);
     }
     struct stat st {};
-    if (fstat(fileno(in.file_.get()), &st) == 0 && S_ISREG(st.st_mode)) in.size_ = st.st_size;
+    if (fstat(fileno(in.file_.get()), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return Error{Errc::invalid_argument, fmt::format("{}: is a directory, not a file of events", path)};
+    }
+    if (S_ISREG(st.st_mode)) in.size_ = st.st_size;
     static constexpr size_t kBuffer = 1 << 20;
     std::setvbuf(in.file_.get(), nullptr, _IOFBF, kBuffer);
     return in;
