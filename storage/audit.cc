@@ -373,6 +373,7 @@ bool relay_alive(const Heartbeat& h, std::int64_t now) {
 
 std::string describe_age(std::int64_t ms) {
   if (ms < 0) ms = 0;
+  if (ms < 1000) return fmt::format("{}ms", ms);  // not "0s": a threshold of 250ms is not zero
   std::int64_t s = ms / 1000;
   if (s < 60) return fmt::format("{}s", s);
   if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);

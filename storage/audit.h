@@ -144,7 +144,7 @@ Result<StatusSnapshot> read_health(Database& db, std::int64_t now, const HealthT
 // A relay is taken for running while its heartbeat is younger than three of its intervals
 // (it refreshes the row every interval, and deletes it when it exits cleanly).
 bool relay_alive(const Heartbeat& heartbeat, std::int64_t now);
-// An age or a duration for people: "42s", "3m12s", "2h05m", "1d04h".
+// An age or a duration for people: "250ms", "42s", "3m12s", "2h05m", "1d04h".
 std::string describe_age(std::int64_t ms);
 
 

@@ -163,6 +163,8 @@ TEST_CASE("status --check exits 1 with a one-line reason when the backlog is old
   CHECK(backlog.out.find("UNHEALTHY: backlog: row 1 (app (default)) has been due for 1h00m, longer than "
                          "--max-backlog-age 15m00s; 1 rows are due") == 0);
   CHECK(std::count(backlog.out.begin(), backlog.out.end(), '\n') == 1);
+  auto strict = check({"--max-backlog-age", "250ms"});  // before: "--max-backlog-age 0s"
+  CHECK(strict.out.find("longer than --max-backlog-age 250ms;") != std::string::npos);
   auto stalled = check({"--max-backlog-age", "2h"});
   CHECK(stalled.exit_code == 1);
   CHECK(stalled.out.find("UNHEALTHY: stalled: nothing ever sent while 1 rows wait") == 0);
