@@ -61,7 +61,14 @@ TEST_CASE("after a killed relay, check finds the expired leases and --repair rel
   CHECK(count_status(dir.db(), "sending") == 0);
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE last_error LIKE 'lease expired: released by%'") == sending);
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_relay_heartbeat") == 0);
+  CHECK(repaired.out.find("repaired: " + std::to_string(sending) + " expired leases released, 1 stale heartbeats removed") !=
+        std::string::npos);
   CHECK(run({relay_binary(), "check", "--db", dir.db()}).exit_code == 0);
+  // Nothing left to repair: it says so in numbers (before: the same "repaired: expired leases
+  // released, stale heartbeats removed" as above).
+  auto again = run({relay_binary(), "check", "--db", dir.db(), "--repair"});
+  CHECK(again.exit_code == 0);
+  CHECK(again.out.find("repaired: 0 expired leases released, 0 stale heartbeats removed") != std::string::npos);
 }
 
 TEST_CASE("a corrupted database is reported, not repaired, and not written") {

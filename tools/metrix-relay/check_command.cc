@@ -45,7 +45,10 @@ void add_check(CLI::App& app, int& exit_code) {
       fmt::print("{}\n", out.dump(2));
     } else {
       for (const auto& f : report->findings) fmt::print("{:<8} {:<11} {}\n", level_name(f.level), f.check, f.message);
-      if (report->repaired) fmt::print("repaired: expired leases released, stale heartbeats removed, WAL truncated\n");
+      if (report->repaired) {
+        fmt::print("repaired: {} expired leases released, {} stale heartbeats removed, WAL checkpointed and truncated\n",
+                   report->expired_leases, report->stale_heartbeats);
+      }
     }
     // After a repair, what was found is fixed unless it was an error.
     bool healthy = report->healthy();
