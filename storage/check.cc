@@ -132,13 +132,20 @@ Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now) {
     if (!release) return release.error();
     release->bind(1, now);
     if (auto s = release->run(); !s) return s.error();
+    report->released_leases = sqlite3_changes(db->handle());
     auto heartbeats = db->prepare("DELETE FROM metrix_relay_heartbeat WHERE beat_at + 3 * interval_ms < ?1");
     if (!heartbeats) return heartbeats.error();
     heartbeats->bind(1, now);
     if (auto s = heartbeats->run(); !s) return s.error();
+    report->removed_heartbeats = sqlite3_changes(db->handle());
     if (auto s = tx->commit(); !s) return s.error();
   }
-  if (auto s = db->exec("PRAGMA wal_checkpoint(TRUNCATE)"); !s) return s.error();
+  // Its first column is 1 when a reader kept the checkpoint from finishing.
+  auto checkpoint = db->prepare("PRAGMA wal_checkpoint(TRUNCATE)");
+  if (!checkpoint) return checkpoint.error();
+  auto row = checkpoint->step();
+  if (!row) return row.error();
+  report->wal_truncated = *row && checkpoint->int64(0) == 0;
   report->repaired = true;
   return report;
 }

@@ -24,6 +24,11 @@ struct CheckReport {
   std::int64_t stale_heartbeats = 0;   // relays that stopped without removing their heartbeat
   std::int64_t wal_bytes = 0;
   bool repaired = false;
+  // What a repair did (as counted by SQLite, not as found before): rows released, heartbeats
+  // removed, and whether the WAL was truncated (not when another connection still reads it).
+  std::int64_t released_leases = 0;
+  std::int64_t removed_heartbeats = 0;
+  bool wal_truncated = false;
   bool healthy() const;
 };
 

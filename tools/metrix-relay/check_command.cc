@@ -38,6 +38,9 @@ void add_check(CLI::App& app, int& exit_code) {
     if (args->json) {
       nlohmann::json out = {{"healthy", report->healthy()},        {"repaired", report->repaired},
                             {"expired_leases", report->expired_leases}, {"stale_heartbeats", report->stale_heartbeats},
+                            {"released_leases", report->released_leases},
+                            {"removed_heartbeats", report->removed_heartbeats},
+                            {"wal_truncated", report->wal_truncated},
                             {"wal_bytes", report->wal_bytes},      {"findings", nlohmann::json::array()}};
       for (const auto& f : report->findings) {
         out["findings"].push_back({{"level", level_name(f.level)}, {"check", f.check}, {"message", f.message}});
@@ -46,8 +49,10 @@ void add_check(CLI::App& app, int& exit_code) {
     } else {
       for (const auto& f : report->findings) fmt::print("{:<8} {:<11} {}\n", level_name(f.level), f.check, f.message);
       if (report->repaired) {
-        fmt::print("repaired: {} expired leases released, {} stale heartbeats removed, WAL checkpointed and truncated\n",
-                   report->expired_leases, report->stale_heartbeats);
+        fmt::print("repaired: {} expired leases released, {} stale heartbeats removed, {}\n", report->released_leases,
+                   report->removed_heartbeats,
+                   report->wal_truncated ? "WAL checkpointed and truncated"
+                                         : "WAL not truncated: another connection is still reading it");
       }
     }
     // After a repair, what was found is fixed unless it was an error.
