@@ -144,13 +144,14 @@ TEST_CASE("a dropped or replaced trigger, index or view of the outbox is refused
   }
 }
 
-TEST_CASE("an index or trigger an operator adds beside the outbox's own is accepted") {
+TEST_CASE("an index, trigger or column an operator adds beside the outbox's own is accepted") {
   TempDir dir;
   REQUIRE(run({relay_binary(), "migrate", "--db", dir.db()}).exit_code == 0);
   {
     auto db = metrix::Database::open(dir.db());
     REQUIRE(db);
-    REQUIRE(db->exec("CREATE INDEX bank_outbox_dedup ON metrix_outbox (dedup_key, created_at); "
+    REQUIRE(db->exec("ALTER TABLE metrix_outbox ADD COLUMN order_ref TEXT; "
+                     "CREATE INDEX bank_outbox_dedup ON metrix_outbox (dedup_key, created_at); "
                      "CREATE TABLE bank_audit (id INTEGER); "
                      "CREATE TRIGGER bank_outbox_audit AFTER INSERT ON metrix_outbox "
                      "BEGIN INSERT INTO bank_audit VALUES (NEW.id); END"));
