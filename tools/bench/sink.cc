@@ -109,17 +109,27 @@ class Sink {
     for (;;) {
       // Wake when the first delayed answer is due, to the nanosecond: epoll_wait's whole
       // milliseconds, rounded up, made every answer 0.5 ms later than --latency-ms on average.
+      // (Kernels before 5.11, or a seccomp filter that does not know it, refuse epoll_pwait2:
+      // then epoll_wait it is.)
       timespec wait{};
       const timespec* timeout = nullptr;
+      long long ns = 0;
       if (!delayed_.empty()) {
-        auto ns = std::max<long long>(0, std::chrono::nanoseconds(delayed_.front().due - Clock::now()).count());
+        ns = std::max<long long>(0, std::chrono::nanoseconds(delayed_.front().due - Clock::now()).count());
         wait.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
         wait.tv_nsec = static_cast<long>(ns % 1'000'000'000);
         timeout = &wait;
       }
-      int n = epoll_pwait2(epoll_.get(), events, 256, timeout, nullptr);
+      int n = -1;
+      if (precise_wait_) {
+        n = epoll_pwait2(epoll_.get(), events, 256, timeout, nullptr);
+        if (n < 0 && (errno == ENOSYS || errno == EPERM)) precise_wait_ = false;
+      }
+      if (!precise_wait_) {
+        n = epoll_wait(epoll_.get(), events, 256, timeout ? static_cast<int>((ns + 999'999) / 1'000'000) : -1);
+      }
       if (n < 0 && errno != EINTR) {
-        std::perror("bench-sink: epoll_pwait2");
+        std::perror("bench-sink: epoll_wait");
         return 1;
       }
       for (int i = 0; i < n; ++i) {
@@ -296,6 +306,7 @@ class Sink {
   Fd listener_, epoll_, signals_;
   std::string key_;
   int latency_ms_;
+  bool precise_wait_ = true;  // epoll_pwait2 works here
   std::unordered_map<int, Connection> connections_;
   std::deque<Delayed> delayed_;
   std::uint64_t generation_ = 0;
