@@ -101,6 +101,9 @@ TEST_CASE("requeue touches failed, dead and held rows only, sent ones only with 
   CHECK(none.exit_code == 0);
   CHECK(none.out == "requeued 0 rows\n");
   CHECK(none.err == "metrix-relay: no row matches the selection\n");
+  auto dry = relay_cli({"requeue", "--db", dir.db(), "--dry-run", "--json", "999"});
+  CHECK(dry.exit_code == 0);
+  CHECK(dry.err == "metrix-relay: no row matches the selection\n");
   auto left_alone = relay_cli({"requeue", "--db", dir.db(), "1-2"});
   CHECK(left_alone.out == "requeued 0 rows\n");
   CHECK(left_alone.err.find("none of the 2 matching rows is failed, dead or held (sent rows only with "

@@ -79,6 +79,9 @@ void add_requeue(CLI::App& app, int& exit_code) {
       if (!total) return void(exit_code = fail(total.error()));
       auto rows = list_rows(*db, *effective, a->limit);
       if (!rows) return void(exit_code = fail(rows.error()));
+      if (*total == 0) {
+        if (auto s = explain_nothing(); !s) return void(exit_code = fail(s.error()));
+      }
       if (a->json) {
         nlohmann::ordered_json out;
         out["dry_run"] = true;
@@ -88,9 +91,6 @@ void add_requeue(CLI::App& app, int& exit_code) {
         print_json(out);
       } else {
         fmt::print("dry run: would requeue {} rows{}\n", *total, *total ? ":" : "");
-      if (*total == 0) {
-        if (auto s = explain_nothing(); !s) return void(exit_code = fail(s.error()));
-      }
         if (!rows->empty()) rows_table(*rows).print(stdout);
         if (static_cast<std::int64_t>(rows->size()) < *total) {
           fmt::print("... and {} more (--limit 0 lists all)\n", *total - static_cast<std::int64_t>(rows->size()));
