@@ -63,10 +63,14 @@ std::vector<Case> cases() {
        "payload: unknown key; the keys are metrixUserId, metrixSessionId, idfa, advertisingId, oaid, "
        "customAttributes, customMetrics, deviceIp, eventSlug, eventTime",
        R"( (here: "eventName"))"},
-      {event(R"("event":"x","eventTimes":1)"),
+      {event(R"("eventTimes":1)"),  // not taken for eventTime, a key of the list it starts with
        "payload: unknown key; the keys are metrixUserId, metrixSessionId, idfa, advertisingId, oaid, "
        "customAttributes, customMetrics, deviceIp, eventSlug, eventTime",
-       R"( (here: "event"))"},
+       R"( (here: "eventTimes"))"},
+      {event(R"("Slug":1)"),  // nor for eventSlug, which ends with it
+       "payload: unknown key; the keys are metrixUserId, metrixSessionId, idfa, advertisingId, oaid, "
+       "customAttributes, customMetrics, deviceIp, eventSlug, eventTime",
+       R"( (here: "Slug"))"},
       {R"({"eventSlug":"s",)" + kDevice + "}", "metrixUserId: is required and must be a non-empty string"},
       {R"({"metrixUserId":"","eventSlug":"s",)" + kDevice + "}",
        "metrixUserId: is required and must be a non-empty string"},
