@@ -140,7 +140,22 @@ void check_accepted(std::string_view payload, const Options& options, RealOutbox
 void check_refused(std::string_view payload, const Options& options, const metrix::Violation& violation, RealOutbox& o,
                    const std::set<std::string>& messages) {
   std::string message = violation.message();
-  METRIX_FUZZ_REQUIRE(messages.count(message) == 1, "validate_payload refuses with a message no rule has: '{}': {}",
+  // For the two rules about keys, validate_payload names the key at fault after the rule's
+  // text: `<rule> (here: "key")` or `<rule> (here: "key", in parent)`.
+  std::string rule = message;
+  if (auto here = message.find(" (here: \""); here != std::string::npos) {
+    rule = message.substr(0, here);
+    const bool unknown = rule.rfind("payload: unknown key", 0) == 0;
+    METRIX_FUZZ_REQUIRE(unknown || rule == "payload: must not repeat a key in any object",
+                        "validate_payload names a key for a rule about no key: '{}': {}", message, printable(payload));
+    const size_t from = here + 9;
+    const std::string key = message.substr(from, message.find('"', from) - from);
+    // An unknown key is plain text (an earlier rule refuses escapes), so the payload has it as written.
+    METRIX_FUZZ_REQUIRE(!unknown || payload.find('"' + key + '"') != std::string_view::npos,
+                        "validate_payload names an unknown key the payload does not have: '{}': {}", message,
+                        printable(payload));
+  }
+  METRIX_FUZZ_REQUIRE(messages.count(rule) == 1, "validate_payload refuses with a message no rule has: '{}': {}",
                       message, printable(payload));
   auto id = o.producer.enqueue(payload, {.app_id = options.app_id, .dedup_key = options.dedup_key});
   METRIX_FUZZ_REQUIRE(!id.ok(), "validate_payload refuses ({}), Producer::enqueue accepts: {}", message,
