@@ -41,9 +41,8 @@ int main(int argc, char** argv) {
     known = known || (argc > 1 && sub->get_name() == argv[1]);
   }
   if (argc > 1 && argv[1][0] != '-' && !known) {
-    (void)std::fputs(fmt::format("metrix-relay: unknown command '{}'; the commands are: {}\n", argv[1], names).c_str(),
-                     stderr);
-    return metrix::cli::kInvalidInput;
+    return metrix::cli::fail(metrix::Error{
+        metrix::Errc::invalid_argument, fmt::format("unknown command '{}'; the commands are: {}", argv[1], names)});
   }
   try {
     app.parse(argc, argv);
@@ -51,8 +50,7 @@ int main(int argc, char** argv) {
     int code = app.exit(e);  // prints help or the usage error
     return code == 0 ? 0 : metrix::cli::kInvalidInput;
   } catch (const std::exception& e) {
-    (void)std::fputs(fmt::format("metrix-relay: {}\n", e.what()).c_str(), stderr);
-    return metrix::cli::kRuntimeFailure;
+    return metrix::cli::fail(metrix::Error{metrix::Errc::io, e.what()});  // exit 1
   }
   return exit_code;
 }
