@@ -126,6 +126,18 @@ Status verify_objects(Database& db, int version) {
   return {};
 }
 
+// The version the ledger records, once the schema is checked to hold what migrations 1..it
+// made. Both are read in one snapshot: a migrate committing its next migration between the
+// two reads would otherwise look like an altered schema to a process reading beside it.
+Result<int> verified_version(Database& db) {
+  auto snapshot = Transaction::begin_read(db.handle());
+  if (!snapshot) return snapshot.error();
+  auto current = verify_applied(db);
+  if (!current) return current.error();
+  if (auto s = verify_objects(db, *current); !s) return s.error();
+  return current;
+}
+
 }  // namespace
 
 Result<MigrateReport> migrate(Database& db) {
@@ -139,9 +151,7 @@ Result<MigrateReport> migrate(Database& db) {
                                            db.path())};
   }
   if (*ledger) {
-    auto current = verify_applied(db);
-    if (!current) return current.error();
-    if (auto s = verify_objects(db, *current); !s) return s.error();
+    if (auto current = verified_version(db); !current) return current.error();
   }
   MigrateReport report;
   bool first = true;
@@ -166,9 +176,8 @@ Result<MigrateReport> migrate(Database& db) {
     if (auto s = insert->run(); !s) return s.error();
     if (auto s = tx->commit(); !s) return s.error();
   }
-  auto current = verify_applied(db);
+  auto current = verified_version(db);
   if (!current) return current.error();
-  if (auto s = verify_objects(db, *current); !s) return s.error();
   report.to_version = *current;
   return report;
 }
@@ -181,14 +190,14 @@ Status check_schema(Database& db) {
                                            "create one with 'metrix-relay migrate --db {}'",
                                            db.path(), db.path())};
   }
-  auto current = verify_applied(db);
+  auto current = verified_version(db);
   if (!current) return current.error();
   if (*current < latest_schema_version()) {
     return Error{Errc::schema, fmt::format("{}: schema version {} is older than this metrix-relay's ({}); "
                                            "upgrade it with 'metrix-relay migrate --db {}'",
                                            db.path(), *current, latest_schema_version(), db.path())};
   }
-  return verify_objects(db, *current);
+  return {};
 }
 
 }  // namespace metrix
