@@ -25,27 +25,36 @@ std::string query_text(const std::string& path, const std::string& sql) {
   return stmt->text(0);
 }
 
+const std::string kLatest = std::to_string(metrix::latest_schema_version());
+
+// "1,2,...": the versions a fully migrated database has recorded.
+std::string all_versions() {
+  std::string versions;
+  for (int v = 1; v <= metrix::latest_schema_version(); ++v) versions += (v > 1 ? "," : "") + std::to_string(v);
+  return versions;
+}
+
 }  // namespace
 
 TEST_CASE("migrate creates an owner-only WAL outbox and a second run changes nothing") {
   TempDir dir;
   auto first = run({relay_binary(), "migrate", "--db", dir.db()});
   CHECK(first.exit_code == 0);
-  CHECK(first.out.find("migrated schema from version 0 to 2") != std::string::npos);
+  CHECK(first.out.find("migrated schema from version 0 to " + kLatest) != std::string::npos);
 
   struct stat st {};
   REQUIRE(stat(dir.db().c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
   CHECK(query_text(dir.db(), "PRAGMA journal_mode") == "wal");
-  CHECK(query_text(dir.db(), "SELECT group_concat(version) FROM metrix_schema_migrations") == "1,2");
+  CHECK(query_text(dir.db(), "SELECT group_concat(version) FROM metrix_schema_migrations") == all_versions());
   auto checksum = query_text(dir.db(), "SELECT checksum FROM metrix_schema_migrations WHERE version = 1");
   CHECK(checksum == metrix::embedded_migrations()[0].checksum);
   CHECK(checksum.size() == 64);
 
   auto second = run({relay_binary(), "migrate", "--db", dir.db()});
   CHECK(second.exit_code == 0);
-  CHECK(second.out.find("up to date (version 2)") != std::string::npos);
-  CHECK(query_text(dir.db(), "SELECT count(*) FROM metrix_schema_migrations") == "2");
+  CHECK(second.out.find("up to date (version " + kLatest + ")") != std::string::npos);
+  CHECK(query_text(dir.db(), "SELECT count(*) FROM metrix_schema_migrations") == kLatest);
 }
 
 TEST_CASE("eight processes migrating the same new file at once all succeed") {
@@ -57,7 +66,7 @@ TEST_CASE("eight processes migrating the same new file at once all succeed") {
     REQUIRE(code.has_value());
     CHECK_MESSAGE(*code == 0, p.err());
   }
-  CHECK(query_text(dir.db(), "SELECT count(*) FROM metrix_schema_migrations") == "2");
+  CHECK(query_text(dir.db(), "SELECT count(*) FROM metrix_schema_migrations") == kLatest);
   CHECK(query_text(dir.db(), "PRAGMA integrity_check") == "ok");
 }
 
@@ -114,10 +123,10 @@ TEST_CASE("a dropped or replaced trigger, index or view of the outbox is refused
     const char* says;
   };
   for (const Case& c : {
-           Case{"DROP TRIGGER metrix_outbox_validate", "trigger metrix_outbox_validate (migration 1, 0001_outbox) is missing"},
+           Case{"DROP TRIGGER metrix_outbox_validate", "trigger metrix_outbox_validate (migration 3, 0003_validation_trigger) is missing"},
            Case{"DROP TRIGGER metrix_outbox_validate; "
                 "CREATE TRIGGER metrix_outbox_validate BEFORE INSERT ON metrix_outbox BEGIN SELECT 1; END",
-                "trigger metrix_outbox_validate (migration 1, 0001_outbox) differs from the one it created"},
+                "trigger metrix_outbox_validate (migration 3, 0003_validation_trigger) differs from the one it created"},
            Case{"DROP INDEX metrix_outbox_due", "index metrix_outbox_due (migration 1, 0001_outbox) is missing"},
            Case{"DROP VIEW metrix_outbox_audit", "view metrix_outbox_audit (migration 2, 0002_heartbeat_and_audit_views) is missing"},
        }) {
@@ -219,10 +228,15 @@ TEST_CASE("a database at an older schema is refused by enqueue and upgraded by m
   auto enqueue = run({relay_binary(), "enqueue", "--db", dir.db(), "--json",
                       R"({"metrixUserId":"u","eventSlug":"s","oaid":"o"})"});
   CHECK(enqueue.exit_code == 1);
-  CHECK(enqueue.err.find("schema version 1 is older than this metrix-relay's (2); upgrade it with 'metrix-relay migrate") !=
+  CHECK(enqueue.err.find("schema version 1 is older than this metrix-relay's (" + kLatest +
+                         "); upgrade it with 'metrix-relay migrate") !=
         std::string::npos);
   auto migrate = run({relay_binary(), "migrate", "--db", dir.db()});
   CHECK(migrate.exit_code == 0);
-  CHECK(migrate.out.find("migrated schema from version 1 to 2") != std::string::npos);
+  CHECK(migrate.out.find("migrated schema from version 1 to " + kLatest) != std::string::npos);
   CHECK(query_text(dir.db(), "SELECT count(*) FROM metrix_outbox_audit") == "1");
+  // The upgraded database validates with the latest trigger (migration 1's raised "integer overflow").
+  auto upgraded = run({relay_binary(), "enqueue", "--db", dir.db(), "--json",
+                       R"({"metrixUserId":"u","eventSlug":"s","oaid":"o","customMetrics":{"n":-9223372036854775808}})"});
+  CHECK_MESSAGE(upgraded.exit_code == 0, upgraded.err);
 }

@@ -97,6 +97,10 @@ std::vector<Case> cases() {
       {event(R"("customMetrics":"5")"), "customMetrics: must be a JSON object"},
       {event(R"("customMetrics":{"v":"5"})"), "customMetrics: every value must be a finite number"},
       {event(R"("customMetrics":{"v":1e999})"), "customMetrics: every value must be a finite number"},
+      // The smallest 64-bit integer is a finite number: abs() of it raised "integer overflow".
+      {event(R"("customMetrics":{"v":-9223372036854775808,"w":9223372036854775808})"), ""},
+      {event(R"("customMetrics":{"v":1.7976931348623157e308,"w":-1.7976931348623157e308})"), ""},
+      {event(R"("customMetrics":{"v":-1e309})"), "customMetrics: every value must be a finite number"},
       {event(R"("customMetrics":{"_revenue":5})"),
        "customMetrics._revenue/customAttributes._currency: a revenue event needs both"},
       {event(R"("customAttributes":{"_currency":"IRR"})"),
