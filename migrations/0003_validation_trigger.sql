@@ -56,13 +56,21 @@ BEGIN
    WHERE json_type(NEW.payload, '$.metrixSessionId') IS NOT NULL
      AND (json_type(NEW.payload, '$.metrixSessionId') <> 'text'
           OR json_extract(NEW.payload, '$.metrixSessionId') = '');
+  -- The keys are unique and plain by now, so a '$.key' lookup finds a key exactly when it is
+  -- there: lookups in the payload SQLite parsed once for this statement, not a walk per rule.
   SELECT RAISE(ABORT, 'idfa/advertisingId/oaid: must be a non-empty string when present')
-   WHERE EXISTS (SELECT 1 FROM json_each(NEW.payload)
-                  WHERE (key = 'idfa' OR key = 'advertisingId' OR key = 'oaid') AND (type <> 'text' OR value = ''));
+   WHERE (json_type(NEW.payload, '$.idfa') IS NOT NULL
+          AND (json_type(NEW.payload, '$.idfa') <> 'text' OR json_extract(NEW.payload, '$.idfa') = ''))
+      OR (json_type(NEW.payload, '$.advertisingId') IS NOT NULL
+          AND (json_type(NEW.payload, '$.advertisingId') <> 'text' OR json_extract(NEW.payload, '$.advertisingId') = ''))
+      OR (json_type(NEW.payload, '$.oaid') IS NOT NULL
+          AND (json_type(NEW.payload, '$.oaid') <> 'text' OR json_extract(NEW.payload, '$.oaid') = ''));
   SELECT RAISE(ABORT, 'idfa/advertisingId/oaid: exactly one is required, none is set (Metrix answers IDFA_AND_ADVERTISING_ID_SHOULD_NOT_BE_NULL)')
-   WHERE NOT EXISTS (SELECT 1 FROM json_each(NEW.payload) WHERE (key = 'idfa' OR key = 'advertisingId' OR key = 'oaid'));
+   WHERE json_type(NEW.payload, '$.idfa') IS NULL AND json_type(NEW.payload, '$.advertisingId') IS NULL
+     AND json_type(NEW.payload, '$.oaid') IS NULL;
   SELECT RAISE(ABORT, 'idfa/advertisingId/oaid: exactly one is allowed, more than one is set (Metrix answers ONLY_ONE_OF_IDFA_AND_ADVERTISING_ID_SHOULD_BE_SET)')
-   WHERE (SELECT count(*) FROM json_each(NEW.payload) WHERE (key = 'idfa' OR key = 'advertisingId' OR key = 'oaid')) > 1;
+   WHERE (json_type(NEW.payload, '$.idfa') IS NOT NULL) + (json_type(NEW.payload, '$.advertisingId') IS NOT NULL)
+       + (json_type(NEW.payload, '$.oaid') IS NOT NULL) > 1;
   SELECT RAISE(ABORT, 'customAttributes: must be a JSON object')
    WHERE json_type(NEW.payload, '$.customAttributes') IS NOT NULL
      AND json_type(NEW.payload, '$.customAttributes') <> 'object';
@@ -87,24 +95,26 @@ BEGIN
           OR json_extract(NEW.payload, '$.eventTime') NOT BETWEEN 100000000000 AND 4102444800000);
   SELECT RAISE(ABORT, 'deviceIp: must be a textual IPv4 or IPv6 address')
     FROM (SELECT json_type(NEW.payload, '$.deviceIp') AS type,
-                 json_extract(NEW.payload, '$.deviceIp') AS ip)
+                 json_extract(NEW.payload, '$.deviceIp') AS ip,
+                 '.' || json_extract(NEW.payload, '$.deviceIp') || '.' AS dotted)
    WHERE type IS NOT NULL AND NOT CASE
      WHEN type <> 'text' THEN 0
-     -- IPv4: four decimal octets, 0 to 255, without leading zeros
+     -- IPv4: four decimal octets, 0 to 255, without leading zeros. Digits and three dots,
+     -- and between two dots (one added at each end) no octet that is empty, starts with a
+     -- zero and goes on, has four digits, or has three above 255: patterns, not a split.
      WHEN ip NOT GLOB '*[^0-9.]*' THEN
        length(ip) - length(replace(ip, '.', '')) = 3
-       AND NOT EXISTS (SELECT 1 FROM json_each('["' || replace(ip, '.', '","') || '"]')
-                        WHERE length(value) NOT BETWEEN 1 AND 3 OR CAST(value AS INTEGER) > 255
-                           OR (length(value) > 1 AND value GLOB '0*'))
+       AND NOT (dotted GLOB '*..*' OR dotted GLOB '*.0[0-9]*' OR dotted GLOB '*[0-9][0-9][0-9][0-9]*'
+                OR dotted GLOB '*.[3-9][0-9][0-9].*' OR dotted GLOB '*.2[6-9][0-9].*' OR dotted GLOB '*.25[6-9].*')
      -- IPv6: eight groups of up to four hex digits, one '::' for a run of zero groups,
      -- and optionally an IPv4 address in place of the last two groups
      WHEN ip GLOB '*:*' AND ip NOT GLOB '*[^0-9A-Fa-f:.]*' AND length(ip) <= 45 THEN (
        SELECT (v4 IS NULL OR (
                  head GLOB '*:'
                  AND length(v4) - length(replace(v4, '.', '')) = 3
-                 AND NOT EXISTS (SELECT 1 FROM json_each('["' || replace(v4, '.', '","') || '"]')
-                                  WHERE length(value) NOT BETWEEN 1 AND 3 OR CAST(value AS INTEGER) > 255
-                                     OR (length(value) > 1 AND value GLOB '0*'))))
+                 AND NOT (dotted_v4 GLOB '*..*' OR dotted_v4 GLOB '*.0[0-9]*'
+                          OR dotted_v4 GLOB '*[0-9][0-9][0-9][0-9]*' OR dotted_v4 GLOB '*.[3-9][0-9][0-9].*'
+                          OR dotted_v4 GLOB '*.2[6-9][0-9].*' OR dotted_v4 GLOB '*.25[6-9].*')))
           AND instr(hex, ':::') = 0
           AND length(hex) - length(replace(hex, '::', '')) <= 2
           AND (hex NOT GLOB ':*' OR hex GLOB '::*')
@@ -113,7 +123,7 @@ BEGIN
                       AND CASE WHEN instr(hex, '::') > 0 THEN count(*) FILTER (WHERE value <> '') <= 7
                                ELSE count(*) = 8 END
                  FROM json_each('["' || replace(hex, ':', '","') || '"]'))
-         FROM (SELECT head, v4, CASE WHEN v4 IS NULL THEN ip ELSE head || '0:0' END AS hex
+         FROM (SELECT head, v4, '.' || v4 || '.' AS dotted_v4, CASE WHEN v4 IS NULL THEN ip ELSE head || '0:0' END AS hex
                  FROM (SELECT CASE WHEN instr(ip, '.') > 0 THEN rtrim(ip, '0123456789.') END AS head,
                               CASE WHEN instr(ip, '.') > 0 THEN substr(ip, length(rtrim(ip, '0123456789.')) + 1) END AS v4)))
      ELSE 0 END;
