@@ -1,4 +1,4 @@
--- 0003: the validation trigger, re-created.
+-- 0003: the validation trigger, re-created, and the rules for the relay's columns of a new row.
 --
 -- customMetrics: abs(-9223372036854775808) raised "integer overflow" instead of accepting the
 -- smallest 64-bit integer, a finite number; the bounds are now compared without abs().
@@ -127,4 +127,23 @@ BEGIN
                  FROM (SELECT CASE WHEN instr(ip, '.') > 0 THEN rtrim(ip, '0123456789.') END AS head,
                               CASE WHEN instr(ip, '.') > 0 THEN substr(ip, length(rtrim(ip, '0123456789.')) + 1) END AS v4)))
      ELSE 0 END;
+END;
+
+-- A row enters the outbox as an event waiting to be sent: the relay's columns keep their
+-- defaults, and the two times the relay reads are whole milliseconds. Without this, a plain
+-- SQL INSERT could have the relay send an eventTime nobody wrote (an event_time of 'z' went
+-- out as "eventTime":0, a created_at of 'yesterday' made the row stale at once), or record
+-- as sent an event that never was. A trigger of its own: import checks the rules of
+-- metrix_outbox_validate in one query, on the three columns an import line sets.
+CREATE TRIGGER metrix_outbox_new_row BEFORE INSERT ON metrix_outbox
+BEGIN
+  SELECT RAISE(ABORT, 'created_at: must be an integer number of milliseconds since the Unix epoch, between 1973-03-03 and 2100-01-01 (left out, it is the time of the insert)')
+   WHERE typeof(NEW.created_at) <> 'integer' OR NEW.created_at NOT BETWEEN 100000000000 AND 4102444800000;
+  SELECT RAISE(ABORT, 'next_attempt_at: must be an integer number of milliseconds since the Unix epoch (left out, the row is due at once)')
+   WHERE typeof(NEW.next_attempt_at) <> 'integer';
+  SELECT RAISE(ABORT, 'status: a new row is pending; leave the status to the relay')
+   WHERE NEW.status IS NOT 'pending';
+  SELECT RAISE(ABORT, 'attempts/lease_token/event_time/last_http_status/last_error/sent_at: the relay writes these; leave them out of an INSERT')
+   WHERE NEW.attempts IS NOT 0 OR NEW.lease_token IS NOT 0 OR NEW.event_time IS NOT NULL
+      OR NEW.last_http_status IS NOT NULL OR NEW.last_error IS NOT NULL OR NEW.sent_at IS NOT NULL;
 END;

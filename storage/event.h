@@ -1,8 +1,9 @@
 // The S2S event: a builder for producers, and validation.
 //
-// The rules of a valid event live in one place only: the validation trigger of
-// migrations/0001_outbox.sql. validate_payload() runs that very trigger (on a private
-// in-memory outbox), so the C++ API and a producer's plain SQL can never disagree.
+// The rules of a valid event live in one place only: the validation trigger, as
+// migrations/0003_validation_trigger.sql last made it. validate_payload() runs that very
+// trigger (on a private in-memory outbox), so the C++ API and a producer's plain SQL can
+// never disagree.
 #pragma once
 
 #include <cstdint>

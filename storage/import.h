@@ -1,5 +1,5 @@
 // Import: a batch of events from NDJSON into the outbox, checked line by line against the
-// same rules as every other way in (the validation trigger of migrations/0001_outbox.sql).
+// same rules as every other way in (the validation trigger of migrations/0003_validation_trigger.sql).
 //
 // A line is either a bare S2S payload (a JSON object) or a wrapper
 //   {"payload": {...}, "dedup_key": "order-1234", "app_id": "my-app"}

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <thread>
+#include <vector>
 
 #include "storage/migrate.h"
 #include "storage/producer.h"
@@ -134,6 +135,53 @@ TEST_CASE("an enqueued payload cannot be changed afterwards") {
                         nullptr, nullptr, nullptr);
   CHECK(rc == SQLITE_CONSTRAINT);
   CHECK(std::string(sqlite3_errmsg(app.db)) == "payload: an enqueued event cannot be changed; enqueue a new one");
+}
+
+TEST_CASE("a plain SQL insert may not set the relay's columns, nor times that are not milliseconds") {
+  metrix::test::TempDir dir;
+  AppConnection app(migrated(dir));
+  const std::string created_at =
+      "created_at: must be an integer number of milliseconds since the Unix epoch, between 1973-03-03 and "
+      "2100-01-01 (left out, it is the time of the insert)";
+  const std::string relays = "attempts/lease_token/event_time/last_http_status/last_error/sent_at: the relay "
+                             "writes these; leave them out of an INSERT";
+  struct Case {
+    std::string columns, values, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"created_at", "'yesterday'", created_at},
+           {"created_at", "1577872800000.5", created_at},
+           {"created_at", "1700000000", created_at},  // seconds
+           {"created_at", "4102444800001", created_at},
+           {"next_attempt_at", "'soon'", "next_attempt_at: must be an integer number of milliseconds since the "
+                                         "Unix epoch (left out, the row is due at once)"},
+           {"status", "'sent'", "status: a new row is pending; leave the status to the relay"},
+           {"status", "'held'", "status: a new row is pending; leave the status to the relay"},
+           {"event_time", "'z'", relays},  // the relay sent it as "eventTime":0
+           {"event_time", "5", relays},
+           {"attempts", "3", relays},
+           {"lease_token", "7", relays},
+           {"last_http_status", "200", relays},
+           {"last_error", "''", relays},
+           {"sent_at", "1700000000000", relays},
+       }) {
+    CAPTURE(c.columns);
+    CAPTURE(c.values);
+    const std::string sql = "INSERT INTO metrix_outbox (payload, " + c.columns + ") VALUES ('" + kValid + "', " +
+                            c.values + ")";
+    CHECK(sqlite3_exec(app.db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_CONSTRAINT);
+    CHECK(std::string(sqlite3_errmsg(app.db)) == c.message);
+  }
+  CHECK(app.count("SELECT count(*) FROM metrix_outbox") == 0);
+
+  // What producers and the tests' fixtures write: the defaults, a row written in the past, a
+  // row due later, and the values the defaults would have given.
+  app.exec(("INSERT INTO metrix_outbox (payload) VALUES ('" + kValid + "')").c_str());
+  app.exec(("INSERT INTO metrix_outbox (payload, created_at, next_attempt_at) VALUES ('" + kValid +
+            "', 1577872800000, 4102444800000)").c_str());
+  app.exec(("INSERT INTO metrix_outbox (payload, created_at, status, attempts, lease_token) VALUES ('" + kValid +
+            "', '1577872800000', 'pending', 0, 0)").c_str());
+  CHECK(app.count("SELECT count(*) FROM metrix_outbox WHERE status = 'pending'") == 3);
 }
 
 TEST_CASE("enqueue on a database without the outbox says to run migrate") {
