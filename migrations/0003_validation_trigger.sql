@@ -2,6 +2,9 @@
 --
 -- customMetrics: abs(-9223372036854775808) raised "integer overflow" instead of accepting the
 -- smallest 64-bit integer, a finite number; the bounds are now compared without abs().
+-- The other rules, their order and their messages are 0001's; two are cheaper: the device-id
+-- rules look the three keys up instead of walking the payload's keys three times, and an IPv4
+-- address is matched with patterns instead of being split into a JSON array and walked.
 
 DROP TRIGGER metrix_outbox_validate;
 

@@ -127,6 +127,7 @@ TEST_CASE("a dropped or replaced trigger, index or view of the outbox is refused
            Case{"DROP TRIGGER metrix_outbox_validate; "
                 "CREATE TRIGGER metrix_outbox_validate BEFORE INSERT ON metrix_outbox BEGIN SELECT 1; END",
                 "trigger metrix_outbox_validate (migration 3, 0003_validation_trigger) differs from the one it created"},
+           Case{"DROP TRIGGER metrix_outbox_new_row", "trigger metrix_outbox_new_row (migration 3, 0003_validation_trigger) is missing"},
            Case{"DROP INDEX metrix_outbox_due", "index metrix_outbox_due (migration 1, 0001_outbox) is missing"},
            Case{"DROP VIEW metrix_outbox_audit", "view metrix_outbox_audit (migration 2, 0002_heartbeat_and_audit_views) is missing"},
        }) {
