@@ -53,9 +53,11 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
     add(Level::ok, "integrity", quick ? "quick_check: ok" : "integrity_check: ok");
   } else {
     add(Level::error, "integrity",
-        fmt::format("{} problems ({}{}); restore from a backup, or copy what is readable with "
-                    "'sqlite3 {} .recover'",
-                    lines, problems, lines > 5 ? "; ..." : "", path));
+        // Not .recover: SQLite 3.40's fails on a table with a generated column (event_slug).
+        fmt::format("{} problems ({}{}); restore from a backup, or copy what is readable into a new file "
+                    "with 'sqlite3 {} .dump | sqlite3 {}.recovered', check that, and put it in place "
+                    "while no relay or producer has the database open",
+                    lines, problems, lines > 5 ? "; ..." : "", path, path));
     return report;  // nothing else can be trusted
   }
 
