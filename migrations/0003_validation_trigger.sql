@@ -132,14 +132,19 @@ BEGIN
      ELSE 0 END;
 END;
 
--- A row enters the outbox as an event waiting to be sent: the relay's columns keep their
--- defaults, and the two times the relay reads are whole milliseconds. Without this, a plain
+-- A row enters the outbox as an event waiting to be sent: the database picks its id, the
+-- relay's columns keep their defaults, and the two times the relay reads are whole milliseconds. Without this, a plain
 -- SQL INSERT could have the relay send an eventTime nobody wrote (an event_time of 'z' went
 -- out as "eventTime":0, a created_at of 'yesterday' made the row stale at once), or record
 -- as sent an event that never was. A trigger of its own: import checks the rules of
 -- metrix_outbox_validate in one query, on the three columns an import line sets.
 CREATE TRIGGER metrix_outbox_new_row BEFORE INSERT ON metrix_outbox
 BEGIN
+  -- Before the insert, SQLite shows an id it is yet to assign as -1 (its test tkt3832 holds it
+  -- to that). A given id could be one a purge freed, which "never reused" promises against,
+  -- or the largest integer, after which every enqueue fails with "database or disk is full".
+  SELECT RAISE(ABORT, 'id: the database assigns it; leave it out of an INSERT')
+   WHERE NEW.id IS NOT -1;
   SELECT RAISE(ABORT, 'created_at: must be an integer number of milliseconds since the Unix epoch, between 1973-03-03 and 2100-01-01 (left out, it is the time of the insert)')
    WHERE typeof(NEW.created_at) <> 'integer' OR NEW.created_at NOT BETWEEN 100000000000 AND 4102444800000;
   SELECT RAISE(ABORT, 'next_attempt_at: must be an integer number of milliseconds since the Unix epoch (left out, the row is due at once)')

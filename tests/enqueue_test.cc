@@ -137,7 +137,7 @@ TEST_CASE("an enqueued payload cannot be changed afterwards") {
   CHECK(std::string(sqlite3_errmsg(app.db)) == "payload: an enqueued event cannot be changed; enqueue a new one");
 }
 
-TEST_CASE("a plain SQL insert may not set the relay's columns, nor times that are not milliseconds") {
+TEST_CASE("a plain SQL insert may not set the id or the relay's columns, nor times that are not milliseconds") {
   metrix::test::TempDir dir;
   AppConnection app(migrated(dir));
   const std::string created_at =
@@ -149,6 +149,9 @@ TEST_CASE("a plain SQL insert may not set the relay's columns, nor times that ar
     std::string columns, values, message;
   };
   for (const Case& c : std::vector<Case>{
+           // Before: accepted, and every enqueue after it failed with "database or disk is full".
+           {"id", "9223372036854775807", "id: the database assigns it; leave it out of an INSERT"},
+           {"id", "1", "id: the database assigns it; leave it out of an INSERT"},
            {"created_at", "'yesterday'", created_at},
            {"created_at", "1577872800000.5", created_at},
            {"created_at", "1700000000", created_at},  // seconds
@@ -182,6 +185,7 @@ TEST_CASE("a plain SQL insert may not set the relay's columns, nor times that ar
   app.exec(("INSERT INTO metrix_outbox (payload, created_at, status, attempts, lease_token) VALUES ('" + kValid +
             "', '1577872800000', 'pending', 0, 0)").c_str());
   CHECK(app.count("SELECT count(*) FROM metrix_outbox WHERE status = 'pending'") == 3);
+  CHECK(app.count("SELECT max(id) FROM metrix_outbox") == 3);
 }
 
 TEST_CASE("enqueue on a database without the outbox says to run migrate") {
