@@ -54,9 +54,10 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
   } else {
     add(Level::error, "integrity",
         // Not .recover: SQLite 3.40's fails on a table with a generated column (event_slug).
+        // umask: the copy holds the same events, readable by its owner only, as migrate makes it.
         fmt::format("{} problems ({}{}); restore from a backup, or copy what is readable into a new file "
-                    "with 'sqlite3 {} .dump | sqlite3 {}.recovered', check that, and put it in place "
-                    "while no relay or producer has the database open",
+                    "with '(umask 077; sqlite3 {} .dump | sqlite3 {}.recovered)', check that, and put it "
+                    "in place while no relay or producer has the database open",
                     lines, problems, lines > 5 ? "; ..." : "", path, path));
     return report;  // nothing else can be trusted
   }
