@@ -512,6 +512,7 @@ int Relay::run() {
     if (auto done = writer_->busy() ? writer_->take() : std::nullopt) {
       const int claim_limit = round_claim_limit_;
       const size_t claimed = done->claims.size();
+      const bool had_outcomes = done->recorded.recorded + done->recorded.fenced > 0;
       const std::optional<bool> others_wrote = done->others_wrote;
       const std::int64_t lock_us = done->lock_us;
       const auto status = finish_round(std::move(*done));
@@ -552,15 +553,24 @@ int Relay::run() {
               break;
             }
           }
+        } else if (had_outcomes && http_->in_flight() == 0 && ready_.empty() && outcomes_.empty()) {
+          // Its hands are empty: look for due rows at once, not a poll interval after the
+          // last empty claim. An --until-idle run then ends as soon as its last outcome is
+          // recorded (before, up to --poll-interval later).
+          next_claim_at = now;
         }
       }
     }
 
     send_ready(now);
+    // A relay with nothing in hand may write before the commit interval passes (`starving`
+    // below), so it need not wait for it either.
+    const std::int64_t write_allowed_at =
+        http_->in_flight() == 0 && ready_.empty() && !beside_producers(now) ? now : next_write_allowed;
     std::int64_t next_write_at = (!outcomes_.empty() || (!stop_deadline && ready_.size() < size_t(window / 2)))
-                                     ? std::max(next_write_allowed, next_claim_at)
+                                     ? std::max(write_allowed_at, next_claim_at)
                                      : now + 50;
-    if (!outcomes_.empty()) next_write_at = std::min(next_write_at, next_write_allowed);
+    if (!outcomes_.empty()) next_write_at = std::min(next_write_at, write_allowed_at);
     next_write_at = std::max(next_write_at, storage_retry_at_);  // after a failed round: wait, not spin
     // While a round runs, the writer wakes the poll when it is done.
     int wait_ms = writer_->busy() ? 50 : static_cast<int>(std::clamp<std::int64_t>(next_write_at - now, 0, 50));

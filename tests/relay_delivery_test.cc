@@ -54,6 +54,18 @@ TEST_CASE("every committed event is delivered once, byte for byte, with eventTim
   CHECK(r.err.find("finished: sent 200") != std::string::npos);
 }
 
+TEST_CASE("--until-idle ends once its last outcome is recorded, not a poll interval later") {
+  TempDir dir;
+  make_outbox(dir.db(), 300);  // more than one round's requests: a claim finds nothing while some are in flight
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  // The poll interval is three times the run's timeout: a relay that waits for it is killed.
+  auto r = run(relay_args(dir.db(), fake.url(), {"--until-idle", "--concurrency", "16", "--poll-interval", "60s"}), {},
+               relay_env(), std::chrono::seconds(20));
+  CHECK_MESSAGE(!r.timed_out, r.err);
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(count_status(dir.db(), "sent") == 300);
+}
+
 TEST_CASE("a retried event is sent byte-identical on every attempt") {
   TempDir dir;
   make_outbox(dir.db(), 1);
