@@ -555,8 +555,9 @@ int Relay::run() {
           }
         } else if (had_outcomes && http_->in_flight() == 0 && ready_.empty() && outcomes_.empty()) {
           // Its hands are empty: look for due rows at once, not a poll interval after the
-          // last empty claim. An --until-idle run then ends as soon as its last outcome is
-          // recorded (before, up to --poll-interval later).
+          // last empty claim. An --until-idle run whose last outcomes are final then ends as
+          // soon as they are recorded (before, up to --poll-interval later); a row left to
+          // retry later is still looked for once a poll interval.
           next_claim_at = now;
         }
       }

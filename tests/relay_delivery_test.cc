@@ -56,8 +56,11 @@ TEST_CASE("every committed event is delivered once, byte for byte, with eventTim
 
 TEST_CASE("--until-idle ends once its last outcome is recorded, not a poll interval later") {
   TempDir dir;
-  make_outbox(dir.db(), 300);  // more than one round's requests: a claim finds nothing while some are in flight
-  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  // Answers after 50 ms, 16 at a time: the drain takes about a second, so a claim round finds
+  // nothing left to claim while requests are still in flight, and the next claim is then a
+  // poll interval away.
+  make_outbox(dir.db(), 300);
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "50"}), fake_env());
   // The poll interval is three times the run's timeout: a relay that waits for it is killed.
   auto r = run(relay_args(dir.db(), fake.url(), {"--until-idle", "--concurrency", "16", "--poll-interval", "60s"}), {},
                relay_env(), std::chrono::seconds(20));
