@@ -112,6 +112,13 @@ class Relay {
   void progress(std::int64_t now, bool final);
   // A round saw another connection's commit within the second before `at`: pace the rounds.
   bool beside_producers(std::int64_t at) const { return at - producers_seen_at_ < 1000; }
+  // Nothing in flight and no claimed row waiting for a request slot.
+  bool nothing_to_send() const { return http_->in_flight() == 0 && ready_.empty(); }
+  // Nothing to send and no outcome waiting to be recorded: every row this relay held is settled.
+  bool empty_handed() const { return nothing_to_send() && outcomes_.empty(); }
+  // Nothing to send and no producer to leave the write lock to: a write need not wait for the
+  // commit interval.
+  bool starving(std::int64_t now) const { return nothing_to_send() && !beside_producers(now); }
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   const RelayConfig& config_;
@@ -544,7 +551,7 @@ int Relay::run() {
             now + std::max(config_.commit_interval_ms, beside_producers(now) ? 4 * lock_us / 1000 : 0);
         if (claim_limit > 0 && claimed == 0 && !round_found_apps_) {
           next_claim_at = now + config_.poll_interval_ms;  // nothing was due
-          if (config_.until_idle && http_->in_flight() == 0 && ready_.empty() && outcomes_.empty()) {
+          if (config_.until_idle && empty_handed()) {
             auto unfinished = outbox_.unfinished_count();
             if (unfinished && *unfinished == 0) break;
             if (auto reason = blocked_reason()) {
@@ -553,7 +560,7 @@ int Relay::run() {
               break;
             }
           }
-        } else if (had_outcomes && http_->in_flight() == 0 && ready_.empty() && outcomes_.empty()) {
+        } else if (had_outcomes && empty_handed()) {
           // Its hands are empty: look for due rows at once, not a poll interval after the
           // last empty claim. An --until-idle run whose last outcomes are final then ends as
           // soon as they are recorded (before, up to --poll-interval later); a row left to
@@ -564,10 +571,9 @@ int Relay::run() {
     }
 
     send_ready(now);
-    // A relay with nothing in hand may write before the commit interval passes (`starving`
-    // below), so it need not wait for it either.
-    const std::int64_t write_allowed_at =
-        http_->in_flight() == 0 && ready_.empty() && !beside_producers(now) ? now : next_write_allowed;
+    // A starving relay may write before the commit interval passes (below), so it need not
+    // wait for it either.
+    const std::int64_t write_allowed_at = starving(now) ? now : next_write_allowed;
     std::int64_t next_write_at = (!outcomes_.empty() || (!stop_deadline && ready_.size() < size_t(window / 2)))
                                      ? std::max(write_allowed_at, next_claim_at)
                                      : now + 50;
@@ -590,14 +596,13 @@ int Relay::run() {
     // producers nearly all the time. A relay with nothing to send writes at once, unless
     // producers are committing: beside them the pause holds even when every claimed row has
     // already been sent.
-    bool starving = http_->in_flight() == 0 && ready_.empty() && !beside_producers(now);
     bool interval_passed = now >= next_write_allowed;
     int claim_limit = 0;
     if (!stop_deadline && now >= next_claim_at && ready_.size() < size_t(window / 2)) {
       claim_limit = window - static_cast<int>(ready_.size() + http_->in_flight());
     }
-    bool write = (!outcomes_.empty() && (interval_passed || starving || stop_deadline)) ||
-                 (claim_limit > 0 && (interval_passed || starving));
+    bool write = (!outcomes_.empty() && (interval_passed || starving(now) || stop_deadline)) ||
+                 (claim_limit > 0 && (interval_passed || starving(now)));
     if (write && !writer_->busy() && now >= storage_retry_at_) start_round(now, claim_limit);
     progress(now, false);
   }
