@@ -11,7 +11,8 @@
 //     failure share explains by chance: more than n·p + 4·sqrt(n·p·(1-p)) + 1 of n answers,
 //     p being the share over about the last ten intervals. A steady random share, 1% or 20%,
 //     passes; a rising one does not;
-//   - at least three answers in a row failed, and every answer of the interval did;
+//   - at least three answers in a row failed, and every answer of the interval did (judged at
+//     once when a whole window's answers failed: the way down costs a round trip a halving);
 //   - answers slow down: the interval's mean answer time is twice the recent mean or more, and
 //     above it by 2.5 standard deviations and 5 ms (less is scheduling noise on a busy host,
 //     not a server slowing down);
