@@ -42,11 +42,11 @@ Classification classify(const Answer& answer) {
     c.verdict = Verdict::pause;
     c.error = named("http 403");
   } else if (s == 408 || s == 429 || s >= 500) {
-    // Request timeout, too many requests, server errors: transient. 429 and 503 mean the
-    // server wants less traffic, so the whole app slows down.
+    // Request timeout, too many requests, server errors: transient. A 429 asks for less
+    // traffic: the app's window of requests in flight shrinks (relay/concurrency.h).
     c.verdict = Verdict::retry;
     c.error = named("http " + std::to_string(s));
-    c.slow_down = (s == 429 || s == 503);
+    c.throttled = s == 429;
   } else if (s >= 400) {
     // 404 EVENT_TYPE_DOES_NOT_EXIST (the slug is not defined; requeue once it is), and every
     // other 4xx: refused for good.

@@ -28,7 +28,7 @@ enum class Verdict {
 struct Classification {
   Verdict verdict = Verdict::retry;
   std::string error;      // the error name from the answer, "http 503", or the transport error
-  bool slow_down = false; // 429 / 503: the app is slowed, not only the row
+  bool throttled = false; // 429: Metrix asks for less traffic, so the app's window shrinks
   bool in_doubt = false;  // no answer, but the request may have reached Metrix
 };
 

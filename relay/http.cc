@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "storage/database.h"
@@ -48,6 +49,7 @@ struct HttpClient::Transfer {
   std::size_t max_answer_bytes = 0;
   std::optional<std::int64_t> retry_after_ms;
   std::int64_t started_at = 0;
+  std::chrono::steady_clock::time_point started;
   char error[CURL_ERROR_SIZE] = {};
 
   static size_t on_body(char* data, size_t size, size_t count, void* self) {
@@ -158,6 +160,7 @@ Status HttpClient::send(HttpRequest request) {
   t->retry_after_ms.reset();
   t->error[0] = '\0';
   t->started_at = now_ms();
+  t->started = std::chrono::steady_clock::now();
   CURL* h = t->easy.get();
   CURLcode rc = curl_easy_setopt(h, CURLOPT_URL, t->request.url.c_str());
   if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->request.headers);
@@ -192,6 +195,7 @@ Result<std::vector<HttpResult>> HttpClient::poll(int wait_ms) {
       r.tag = t->request.tag;
       r.started_at = t->started_at;
       r.finished_at = now_ms();
+      r.elapsed_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t->started).count();
       long connects = 0;
       if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) connections_opened_ += connects;
       if (code == CURLE_OK) {

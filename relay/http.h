@@ -56,6 +56,7 @@ struct HttpResult {
   Answer answer;
   std::int64_t started_at = 0;             // ms since the epoch
   std::int64_t finished_at = 0;
+  std::int64_t elapsed_us = 0;             // from send() to the answer, by the monotonic clock
 };
 
 class HttpClient {

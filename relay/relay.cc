@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "relay/concurrency.h"
 #include "relay/http.h"
 #include "relay/log.h"
 #include "relay/writer.h"
@@ -57,8 +58,25 @@ std::string describe_ms(std::int64_t ms) {
   return fmt::format("{}ms", ms);
 }
 
+std::int64_t monotonic_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+struct AppState;
+
+// A claimed row waiting for a free request slot.
+struct Ready {
+  Claim claim;
+  AppState* app;
+  bool probe;  // the one row a paused app is probed with
+  std::int64_t claimed_at;
+};
+
 // Everything the relay knows about one Metrix app.
 struct AppState {
+  explicit AppState(WindowSettings settings) : window(settings) {}
+
   std::string id;                 // the Metrix appId; empty when a row names none and there is no default
   std::string url;
   CurlHeaders headers;            // null: no dev key, the app's rows are not sent
@@ -66,7 +84,10 @@ struct AppState {
   bool reported_unroutable = false;
   std::optional<AppPause> pause;
   bool probe_in_flight = false;
-  std::int64_t slow_until = 0;    // 429/503: no new claims before this
+  ConcurrencyWindow window;       // how many of its requests may be in flight
+  int in_flight = 0;
+  std::deque<Ready> ready;        // claimed, not yet sent, oldest first
+  std::int64_t held_until = 0;    // Retry-After: no request before this (ms)
 };
 
 class Relay {
@@ -84,14 +105,6 @@ class Relay {
   int run();
 
  private:
-  // A claimed row waiting for a free request slot.
-  struct Ready {
-    Claim claim;
-    AppState* app;
-    bool probe;
-    std::int64_t claimed_at;
-  };
-
   AppState& app_for(const std::optional<std::string>& app_value);
   // Starts a write round on the writer thread: the outcomes so far, and claims of up to
   // `claim_limit` rows from the apps that may be sent to now.
@@ -99,13 +112,24 @@ class Relay {
   // Takes in a finished round: its claims become ready (or are settled without a request:
   // stale, in doubt); a failed round's outcomes wait for the next one.
   Status finish_round(WriteDone done);
+  // Rows of `app` a round may claim: what its window can put in flight before a claim's lease
+  // runs short, less the rows it already holds; one probe while its circuit is open.
+  int claim_gate(const AppState& app, int claim_limit, std::int64_t now_us) const;
+  // Sends claimed rows, a row of each app in turn, while the app's window and the relay's
+  // --concurrency have room; gives back the rows of an app that may not be sent now.
   void send_ready(std::int64_t now);
   void send(Ready ready);
+  // Gives back every claimed row of `app` not sent yet, due at `due`.
+  void hand_back_app(AppState& app, std::int64_t now, std::int64_t due);
   // Gives a claimed row back without an attempt (shutdown, paused app): pending, due at `due`.
   void hand_back(const Claim& claim, std::int64_t now, std::int64_t due);
   // Gives back every claimed row not sent yet, due at once (stopping).
   void hand_back_ready(std::int64_t now);
   void on_answer(const HttpResult& result);
+  // Feeds an answer to the app's window of requests in flight, and honours a Retry-After.
+  void adapt_window(AppState& app, const Classification& verdict, const HttpResult& result, std::int64_t now);
+  // Each sendable app's window, for the progress line and the heartbeat: "app1 64/64".
+  std::string describe_windows(std::int64_t now) const;
   void pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now);
   void resume_app(AppState& app, std::int64_t now);
   std::optional<std::string> blocked_reason();
@@ -113,7 +137,7 @@ class Relay {
   // A round saw another connection's commit within the second before `at`: pace the rounds.
   bool beside_producers(std::int64_t at) const { return at - producers_seen_at_ < 1000; }
   // Nothing in flight and no claimed row waiting for a request slot.
-  bool nothing_to_send() const { return http_->in_flight() == 0 && ready_.empty(); }
+  bool nothing_to_send() const { return http_->in_flight() == 0 && ready_count_ == 0; }
   // Nothing to send and no outcome waiting to be recorded: every row this relay held is settled.
   bool empty_handed() const { return nothing_to_send() && outcomes_.empty(); }
   // Nothing to send and no producer to leave the write lock to: a write need not wait for the
@@ -132,7 +156,7 @@ class Relay {
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
   std::map<std::string, AppPause> stored_pauses_;
   std::vector<std::optional<std::string>> active_apps_;    // as of the last round
-  std::deque<Ready> ready_;                                // claimed, not yet sent, oldest first
+  size_t ready_count_ = 0;                                 // rows in the apps' ready queues
   std::unordered_map<std::uint64_t, Ready> in_flight_;     // by request tag
   std::uint64_t next_tag_ = 1;
   std::vector<Outcome> outcomes_;       // decided, not yet committed
@@ -160,7 +184,8 @@ AppState& Relay::app_for(const std::optional<std::string>& app_value) {
   std::string id = app_value ? *app_value : config_.default_app_id.value_or("");
   auto it = apps_.find(id);
   if (it != apps_.end()) return *it->second;
-  auto app = std::make_unique<AppState>();
+  auto app = std::make_unique<AppState>(
+      WindowSettings{config_.concurrency, config_.backoff_base_ms, config_.backoff_max_ms});
   app->id = id;
   std::string endpoint = config_.endpoint;
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
@@ -180,7 +205,19 @@ AppState& Relay::app_for(const std::optional<std::string>& app_value) {
   return *apps_.emplace(id, std::move(app)).first->second;
 }
 
+int Relay::claim_gate(const AppState& app, int claim_limit, std::int64_t now_us) const {
+  const int limit = app.window.limit(now_us);
+  if (app.window.circuit_open()) return limit > 0 && app.in_flight == 0 && app.ready.empty() ? 1 : 0;
+  // A row waits in the ready queue at most until its lease would end before its answer
+  // (send_ready), so claim no more than the window can send by then: window / answer time.
+  const double usable_ms = static_cast<double>(config_.lease_ms - config_.timeout_ms - 1000);
+  const double rtt_ms = std::max(1.0, static_cast<double>(app.window.rtt_us()) / 1000.0);
+  const double sendable = limit * usable_ms / rtt_ms - static_cast<double>(app.ready.size());
+  return static_cast<int>(std::clamp(sendable, 0.0, static_cast<double>(claim_limit)));
+}
+
 void Relay::start_round(std::int64_t now, int claim_limit) {
+  const std::int64_t now_us = monotonic_us();
   WriteJob job;
   job.now = now;
   job.lease_ms = config_.lease_ms;
@@ -205,8 +242,8 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
       job.gates[app_value] = 1;  // one probe per pause interval
       app.probe_in_flight = true;
       round_probes_.push_back(&app);
-    } else if (now >= app.slow_until) {
-      job.gates[app_value] = claim_limit;
+    } else if (now >= app.held_until) {
+      if (int gate = claim_gate(app, claim_limit, now_us); gate > 0) job.gates[app_value] = gate;
     }
   }
   round_now_ = now;
@@ -261,7 +298,8 @@ Status Relay::finish_round(WriteDone done) {
     } else {
       bool probe = std::find(probes.begin(), probes.end(), &app) != probes.end();
       if (probe) app.probe_in_flight = true;
-      ready_.push_back(Ready{std::move(c), &app, probe, now});
+      app.ready.push_back(Ready{std::move(c), &app, probe, now});
+      ++ready_count_;
       continue;
     }
     outcomes_.push_back(std::move(o));
@@ -280,28 +318,59 @@ void Relay::hand_back(const Claim& claim, std::int64_t now, std::int64_t due) {
   outcomes_.push_back(std::move(o));
 }
 
+void Relay::hand_back_app(AppState& app, std::int64_t now, std::int64_t due) {
+  for (const Ready& r : app.ready) {
+    if (r.probe) app.probe_in_flight = false;
+    hand_back(r.claim, now, due);
+  }
+  ready_count_ -= app.ready.size();
+  app.ready.clear();
+}
+
 void Relay::hand_back_ready(std::int64_t now) {
-  for (const Ready& r : ready_) hand_back(r.claim, now, now);
-  ready_.clear();
+  for (auto& [id, app] : apps_) hand_back_app(*app, now, now);
 }
 
 void Relay::send_ready(std::int64_t now) {
+  if (ready_count_ == 0) return;
+  const std::int64_t now_us = monotonic_us();
+  // Rows that may not go now go back, so that no lease runs out in the queue.
+  for (auto& [id, app] : apps_) {
+    if (app->ready.empty()) continue;
+    if (app->pause) {
+      // Paused after they were claimed: only the probe goes.
+      std::deque<Ready> probes;
+      for (Ready& r : app->ready) {
+        if (r.probe) probes.push_back(std::move(r));
+        else hand_back(r.claim, now, app->pause->next_probe_at);
+      }
+      ready_count_ -= app->ready.size() - probes.size();
+      app->ready = std::move(probes);
+    } else if (now < app->held_until) {
+      hand_back_app(*app, now, app->held_until);  // Metrix asked for a pause with Retry-After
+    } else if (app->window.circuit_open() && app->window.limit(now_us) == 0) {
+      hand_back_app(*app, now, now);  // claimed before the circuit opened; the gate holds them
+    }
+  }
   // Sent only after the claim committed (finish_round): a claim that rolled back is not ours.
-  size_t n = ready_.size();
-  for (size_t i = 0; i < n && http_->in_flight() < static_cast<size_t>(config_.concurrency); ++i) {
-    Ready r = std::move(ready_.front());
-    ready_.pop_front();
-    if (r.app->pause && !r.probe) {
-      hand_back(r.claim, now, r.app->pause->next_probe_at);  // paused after it was claimed
-    } else if (now < r.app->slow_until && !r.probe) {
-      hand_back(r.claim, now, r.app->slow_until);  // the app asked for less traffic
-    } else if (now + config_.timeout_ms + 1000 > r.claimed_at + config_.lease_ms) {
-      // Its lease would end while the request may still run, and another relay could then
-      // send it too: give it back to be claimed afresh.
-      if (r.probe) r.app->probe_in_flight = false;
-      hand_back(r.claim, now, now);
-    } else {
-      send(std::move(r));
+  const auto slots = static_cast<size_t>(config_.concurrency);
+  for (bool sent_one = true; sent_one && ready_count_ > 0;) {
+    sent_one = false;
+    for (auto& [id, app] : apps_) {
+      if (http_->in_flight() >= slots) return;
+      if (app->ready.empty() || app->in_flight >= app->window.limit(now_us)) continue;
+      Ready r = std::move(app->ready.front());
+      app->ready.pop_front();
+      --ready_count_;
+      sent_one = true;
+      if (now + config_.timeout_ms + 1000 > r.claimed_at + config_.lease_ms) {
+        // Its lease would end while the request may still run, and another relay could then
+        // send it too: give it back to be claimed afresh.
+        if (r.probe) app->probe_in_flight = false;
+        hand_back(r.claim, now, now);
+      } else {
+        send(std::move(r));
+      }
     }
   }
 }
@@ -320,6 +389,7 @@ void Relay::send(Ready ready) {
     return;
   }
   ++stats_.requests;
+  ready.app->window.sent(++ready.app->in_flight);
   if (ready.probe) log::detail("app {}: probing with row {}", ready.app->id, ready.claim.id);
   in_flight_.emplace(tag, std::move(ready));
 }
@@ -355,11 +425,13 @@ void Relay::on_answer(const HttpResult& result) {
   Ready flight = std::move(it->second);
   in_flight_.erase(it);
   AppState& app = *flight.app;
+  --app.in_flight;
   if (flight.probe) app.probe_in_flight = false;
   const std::int64_t now = result.finished_at;
   const std::int64_t attempt = flight.claim.attempts + 1;
 
   Classification verdict = classify(result.answer);
+  adapt_window(app, verdict, result, now);
   Outcome o;
   o.id = flight.claim.id;
   o.lease_token = flight.claim.lease_token;
@@ -402,7 +474,6 @@ void Relay::on_answer(const HttpResult& result) {
       if (result.answer.retry_after_ms) {
         delay = std::max(delay, std::min(*result.answer.retry_after_ms, config_.backoff_max_ms));
       }
-      if (verdict.slow_down) app.slow_until = std::max(app.slow_until, now + delay);
       o.status = RowStatus::pending;
       o.next_attempt_at = now + delay;
       log::detail("row {}: {}; retry in {}", o.id, o.error, describe_ms(delay));
@@ -410,6 +481,35 @@ void Relay::on_answer(const HttpResult& result) {
     }
   }
   outcomes_.push_back(std::move(o));
+}
+
+void Relay::adapt_window(AppState& app, const Classification& verdict, const HttpResult& result, std::int64_t now) {
+  if (verdict.verdict == Verdict::pause) return;  // the pause has its own probe
+  const Reply reply = verdict.verdict != Verdict::retry ? Reply::good
+                      : verdict.throttled                ? Reply::throttled
+                                                         : Reply::failed;
+  const std::int64_t now_us = monotonic_us();
+  const bool was_open = app.window.circuit_open();
+  const int was = app.window.window();
+  app.window.answered(reply, now_us - result.elapsed_us, now_us, result.answer.http_status != 0, unit_random());
+  if (app.window.window() < was && !app.window.circuit_open()) {
+    log::detail("app {}: window {} -> {} ({})", app.id, was, app.window.window(), app.window.shrink_reason());
+  }
+  if (!was_open && app.window.circuit_open()) {
+    log::info("app {}: every request fails ({}); circuit open: one probe at a time, the first in {}", app.id,
+              verdict.error, describe_ms((app.window.next_probe_us() - now_us) / 1000));
+    hand_back_app(app, now, now);
+  } else if (was_open && !app.window.circuit_open()) {
+    log::info("app {}: Metrix answers again; circuit closed, the window grows back from 1", app.id);
+  }
+  // Metrix asked the whole app to wait: no request of it before then (capped like a backoff).
+  if (verdict.verdict == Verdict::retry && result.answer.retry_after_ms && *result.answer.retry_after_ms > 0) {
+    const std::int64_t until = now + std::min(*result.answer.retry_after_ms, config_.backoff_max_ms);
+    if (until > app.held_until) {
+      log::detail("app {}: {} with Retry-After; no request before {}", app.id, verdict.error, log::utc(until));
+      app.held_until = until;
+    }
+  }
 }
 
 std::optional<std::string> Relay::blocked_reason() {
@@ -430,23 +530,43 @@ std::optional<std::string> Relay::blocked_reason() {
   return text;
 }
 
+std::string Relay::describe_windows(std::int64_t now) const {
+  const std::int64_t now_us = monotonic_us();
+  std::string text;
+  for (const auto& [id, app] : apps_) {
+    if (!app->headers || app->pause) continue;
+    if (!text.empty()) text += ", ";
+    if (app->window.circuit_open()) {
+      text += fmt::format("{} circuit open, next probe in {}", id,
+                          describe_ms(std::max<std::int64_t>(0, app->window.next_probe_us() - now_us) / 1000));
+    } else {
+      text += fmt::format("{} {}/{}", id, app->window.window(), app->window.max());
+      if (now < app->held_until) text += fmt::format(" held {} by Retry-After", describe_ms(app->held_until - now));
+    }
+  }
+  return text;
+}
+
 void Relay::progress(std::int64_t now, bool final) {
   if (!final && now - last_progress_at_ < config_.progress_interval_ms) return;
   std::int64_t done = stats_.sent + stats_.failed + stats_.dead + stats_.held;
   double seconds = std::max<double>(1, static_cast<double>(now - last_progress_at_)) / 1000.0;
   auto backlog = outbox_.unfinished_count();
+  const std::string windows = describe_windows(now);
   log::info("{}: sent {}, failed {}, dead {}, held {}, retrying {}, in flight {}, backlog {}, {:.0f} events/s, "
-            "{} requests over {} connections, {} writes holding the lock {:.1f}% of the time",
+            "{} requests over {} connections, {} writes holding the lock {:.1f}% of the time{}{}",
             final ? "finished" : "progress", stats_.sent, stats_.failed, stats_.dead, stats_.held, stats_.retried,
             http_->in_flight(), backlog ? std::to_string(*backlog) : "?",
             static_cast<double>(done - last_progress_done_) / seconds, stats_.requests, http_->connections_opened(),
-            write_rounds_, static_cast<double>(write_lock_us_) / (seconds * 10'000.0));
+            write_rounds_, static_cast<double>(write_lock_us_) / (seconds * 10'000.0),
+            windows.empty() ? "" : "; window ", windows);
   write_lock_us_ = 0;
   write_rounds_ = 0;
   last_progress_at_ = now;
   last_progress_done_ = done;
   heartbeat_.beat_at = now;
   heartbeat_.sent = stats_.sent;
+  heartbeat_.windows = windows;
   if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
 }
 
@@ -574,7 +694,7 @@ int Relay::run() {
     // A starving relay may write before the commit interval passes (below), so it need not
     // wait for it either.
     const std::int64_t write_allowed_at = starving(now) ? now : next_write_allowed;
-    std::int64_t next_write_at = (!outcomes_.empty() || (!stop_deadline && ready_.size() < size_t(window / 2)))
+    std::int64_t next_write_at = (!outcomes_.empty() || (!stop_deadline && ready_count_ < size_t(window / 2)))
                                      ? std::max(write_allowed_at, next_claim_at)
                                      : now + 50;
     if (!outcomes_.empty()) next_write_at = std::min(next_write_at, write_allowed_at);
@@ -598,8 +718,8 @@ int Relay::run() {
     // already been sent.
     bool interval_passed = now >= next_write_allowed;
     int claim_limit = 0;
-    if (!stop_deadline && now >= next_claim_at && ready_.size() < size_t(window / 2)) {
-      claim_limit = window - static_cast<int>(ready_.size() + http_->in_flight());
+    if (!stop_deadline && now >= next_claim_at && ready_count_ < size_t(window / 2)) {
+      claim_limit = window - static_cast<int>(ready_count_ + http_->in_flight());
     }
     bool write = (!outcomes_.empty() && (interval_passed || starving(now) || stop_deadline)) ||
                  (claim_limit > 0 && (interval_passed || starving(now)));

@@ -264,12 +264,13 @@ Result<StatusSnapshot> read_status(Database& db, std::int64_t now) {
   snap.pauses = std::move(*pauses);
 
   auto beats = db.prepare(
-      "SELECT relay_id, host, pid, started_at, beat_at, interval_ms, sent, last_sent_at FROM metrix_relay_heartbeat "
+      "SELECT relay_id, host, pid, started_at, beat_at, interval_ms, sent, last_sent_at, coalesce(windows, '') "
+      "FROM metrix_relay_heartbeat "
       "ORDER BY beat_at DESC");
   if (!beats) return beats.error();
   st = for_each_row(*beats, [&](const Statement& r) {
     snap.relays.push_back(Heartbeat{r.text(0), r.text(1), r.int64(2), r.int64(3), r.int64(4), r.int64(5), r.int64(6),
-                                    r.optional_int64(7)});
+                                    r.optional_int64(7), r.text(8)});
   });
   if (!st) return st.error();
   return snap;
@@ -338,12 +339,13 @@ Result<StatusSnapshot> read_health(Database& db, std::int64_t now, const HealthT
   if (!pauses) return pauses.error();
   snap.pauses = std::move(*pauses);
   auto beats = db.prepare(
-      "SELECT relay_id, host, pid, started_at, beat_at, interval_ms, sent, last_sent_at FROM metrix_relay_heartbeat "
+      "SELECT relay_id, host, pid, started_at, beat_at, interval_ms, sent, last_sent_at, coalesce(windows, '') "
+      "FROM metrix_relay_heartbeat "
       "ORDER BY beat_at DESC");
   if (!beats) return beats.error();
   auto st = for_each_row(*beats, [&](const Statement& r) {
     snap.relays.push_back(Heartbeat{r.text(0), r.text(1), r.int64(2), r.int64(3), r.int64(4), r.int64(5), r.int64(6),
-                                    r.optional_int64(7)});
+                                    r.optional_int64(7), r.text(8)});
     if (auto sent = r.optional_int64(7); sent && (!snap.last_sent_at || *sent > *snap.last_sent_at)) snap.last_sent_at = sent;
   });
   if (!st) return st.error();

@@ -69,6 +69,7 @@ struct Heartbeat {
   std::int64_t interval_ms = 0;
   std::int64_t sent = 0;
   std::optional<std::int64_t> last_sent_at;
+  std::string windows;  // each app's window of requests in flight, e.g. "app1 64/64"
 };
 
 // What record() wrote, counted by the rows' new status.

@@ -77,6 +77,7 @@ nlohmann::ordered_json snapshot_json(const StatusSnapshot& s, const Health& heal
                            {"interval_ms", r.interval_ms},
                            {"sent", r.sent},
                            {"last_sent_at", opt(r.last_sent_at)},
+                           {"windows", r.windows},
                            {"alive", alive}});
   }
   j["relay_running"] = running;
@@ -136,11 +137,11 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const Heal
     fmt::print("relay: not running (no heartbeat)\n");
   } else {
     fmt::print("relay: {}\n", running ? "running" : "not running (heartbeat stale: killed, hung, or stopped uncleanly)");
-    Table t({"RELAY", "STARTED", "LAST BEAT", "SENT", "LAST SENT", "STATE"});
+    Table t({"RELAY", "STARTED", "LAST BEAT", "SENT", "LAST SENT", "STATE", "WINDOW"});
     for (const auto& r : s.relays) {
       t.add({r.relay_id, short_time(r.started_at), describe_age(s.now - r.beat_at) + " ago", std::to_string(r.sent),
              r.last_sent_at ? describe_age(s.now - *r.last_sent_at) + " ago" : "-",
-             relay_alive(r, s.now) ? "alive" : "stale"});
+             relay_alive(r, s.now) ? "alive" : "stale", r.windows.empty() ? "-" : r.windows});
     }
     t.print(stdout, "  ");
   }
@@ -163,7 +164,9 @@ void add_status(CLI::App& app, int& exit_code) {
   cmd->footer(
       "The relay writes a heartbeat row (metrix_relay_heartbeat) when it starts and every\n"
       "--progress-interval, and deletes it when it exits cleanly: a relay counts as running while its\n"
-      "heartbeat is younger than three of its intervals.\n\n"
+      "heartbeat is younger than three of its intervals. WINDOW is each app's window of requests in\n"
+      "flight as of that heartbeat (now / --concurrency; it shrinks when Metrix pushes back), or\n"
+      "'circuit open' while Metrix fails every request and the relay only probes.\n\n"
       "Health (--check, for monitoring; also in --json as \"health\"):\n"
       "  UNHEALTHY when the oldest due row has waited longer than --max-backlog-age since it became due\n"
       "  (enqueued, its retry time reached, requeued, or its lease expired), or when rows have waited\n"
