@@ -642,6 +642,7 @@ int Relay::run() {
       const bool had_outcomes = done->recorded.recorded + done->recorded.fenced > 0;
       const std::optional<bool> others_wrote = done->others_wrote;
       const std::int64_t lock_us = done->lock_us;
+      const std::optional<std::int64_t> next_due_at = done->next_due_at;
       const auto status = finish_round(std::move(*done));
       now = now_ms();
       if (stop_deadline) {
@@ -670,7 +671,9 @@ int Relay::run() {
         next_write_allowed =
             now + std::max(config_.commit_interval_ms, beside_producers(now) ? 4 * lock_us / 1000 : 0);
         if (claim_limit > 0 && claimed == 0 && !round_found_apps_) {
-          next_claim_at = now + config_.poll_interval_ms;  // nothing was due
+          // Nothing was due: look again a poll interval later (for rows new to the outbox),
+          // or when the next retry becomes due, if that is sooner.
+          next_claim_at = std::min(now + config_.poll_interval_ms, next_due_at.value_or(INT64_MAX));
           if (config_.until_idle && empty_handed()) {
             auto unfinished = outbox_.unfinished_count();
             if (unfinished && *unfinished == 0) break;
@@ -683,8 +686,8 @@ int Relay::run() {
         } else if (had_outcomes && empty_handed()) {
           // Its hands are empty: look for due rows at once, not a poll interval after the
           // last empty claim. An --until-idle run whose last outcomes are final then ends as
-          // soon as they are recorded (before, up to --poll-interval later); a row left to
-          // retry later is still looked for once a poll interval.
+          // soon as they are recorded (before, up to --poll-interval later); one whose last
+          // row waits to be retried ends as soon as that retry is answered (above).
           next_claim_at = now;
         }
       }

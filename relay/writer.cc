@@ -97,8 +97,14 @@ WriteDone Writer::run_round(WriteJob& job) {
       auto gate = job.gates.find(app);
       if (limit <= 0) break;
       if (gate == job.gates.end() || gate->second <= 0) continue;
-      auto claims = outbox_.claim(app, job.now, job.lease_ms, std::min(limit, gate->second));
+      const int asked = std::min(limit, gate->second);
+      auto claims = outbox_.claim(app, job.now, job.lease_ms, asked);
       if (!claims) return failed(claims.error());
+      if (static_cast<int>(claims->size()) < asked) {
+        auto due = outbox_.next_due_at(app);
+        if (!due) return failed(due.error());
+        if (*due && (!done.next_due_at || **due < *done.next_due_at)) done.next_due_at = *due;
+      }
       limit -= static_cast<int>(claims->size());
       std::move(claims->begin(), claims->end(), std::back_inserter(done.claims));
     }

@@ -49,6 +49,9 @@ struct WriteDone {
   RecordReport recorded;
   std::vector<Claim> claims;      // leased to this relay by the round
   std::vector<std::optional<std::string>> active_apps;  // apps with pending or sending rows
+  // The earliest time a row of an app that got fewer rows than its gate becomes due: when
+  // the next claim is worth making, rather than a poll interval later.
+  std::optional<std::int64_t> next_due_at;
   std::int64_t lock_us = 0;       // how long the round held the write lock
   // A connection not this relay's committed since the round before; nullopt when the relay's
   // other connection wrote too, so that a change cannot be told apart.

@@ -175,6 +175,22 @@ Status Outbox::note_unroutable(const std::optional<std::string>& app_id, const s
   return stmt->run();
 }
 
+Result<std::optional<std::int64_t>> Outbox::next_due_at(const std::optional<std::string>& app_id) {
+  if (auto s = prepare_once(db_, next_due_,
+                            "SELECT next_attempt_at FROM metrix_outbox INDEXED BY metrix_outbox_due "
+                            "WHERE app_id IS ?1 AND status IN ('pending', 'sending') ORDER BY next_attempt_at LIMIT 1");
+      !s) {
+    return s.error();
+  }
+  next_due_.bind(1, app_id);
+  auto row = next_due_.step();
+  if (!row) return row.error();
+  std::optional<std::int64_t> at;
+  if (*row) at = next_due_.int64(0);
+  next_due_.reset();
+  return at;
+}
+
 Result<std::int64_t> Outbox::unfinished_count() {
   auto stmt = db_.prepare("SELECT count(*) FROM metrix_outbox WHERE status IN ('pending', 'sending')");
   if (!stmt) return stmt.error();

@@ -97,6 +97,10 @@ class Outbox {
   Result<std::vector<Claim>> claim(const std::optional<std::string>& app_id, std::int64_t now, std::int64_t lease_ms,
                                    int limit);
 
+  // When the next row of one app becomes due (a retry's next_attempt_at, or a claim's lease
+  // expiry), or nullopt if it has none pending or sending. One index seek.
+  Result<std::optional<std::int64_t>> next_due_at(const std::optional<std::string>& app_id);
+
   // Records outcomes in one transaction: each row's new state, and an attempt row for each
   // outcome with attempted = true. Rows no longer carrying the outcome's lease token are
   // left alone and counted as fenced.
@@ -119,6 +123,7 @@ class Outbox {
  private:
   Database& db_;
   Statement due_;
+  Statement next_due_;
   Statement claim_;
   Statement update_;
   Statement attempt_;

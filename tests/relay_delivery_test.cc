@@ -69,6 +69,22 @@ TEST_CASE("--until-idle ends once its last outcome is recorded, not a poll inter
   CHECK(count_status(dir.db(), "sent") == 300);
 }
 
+TEST_CASE("--until-idle whose last rows wait for a retry claims them when they are due, not a poll interval later") {
+  TempDir dir;
+  make_outbox(dir.db(), 20);
+  // The first answers fail: those rows are retried after their backoff, up to 500 ms, so
+  // they are not due yet when the relay has recorded everything else.
+  auto fake = FakeMetrix::start(dir, fake_args({"--script", "500,503,502"}), fake_env());
+  // The poll interval is three times the run's timeout: a relay that waits for it is killed.
+  auto r = run(relay_args(dir.db(), fake.url(),
+                          {"--until-idle", "--poll-interval", "60s", "--backoff-base", "500ms", "--backoff-max", "500ms"}),
+               {}, relay_env(), std::chrono::seconds(20));
+  CHECK_MESSAGE(!r.timed_out, r.err);
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(count_status(dir.db(), "sent") == 20);
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox_attempt WHERE http_status >= 500") == 3);
+}
+
 TEST_CASE("a retried event is sent byte-identical on every attempt") {
   TempDir dir;
   make_outbox(dir.db(), 1);
