@@ -35,7 +35,7 @@ namespace metrix {
 
 struct WindowSettings {
   int max = 64;                         // --concurrency
-  std::int64_t probe_base_ms = 1'000;   // --backoff-base
+  std::int64_t probe_base_ms = 100;     // --backoff-base
   std::int64_t probe_max_ms = 300'000;  // --backoff-max
 };
 

@@ -28,7 +28,7 @@ struct RelayConfig {
   int concurrency = 64;
   std::int64_t lease_ms = 60'000;
   std::int64_t timeout_ms = 10'000;
-  std::int64_t backoff_base_ms = 1'000;
+  std::int64_t backoff_base_ms = 100;
   std::int64_t backoff_max_ms = 300'000;
   int max_attempts = 20;
   std::int64_t max_age_ms = 7LL * 24 * 3600 * 1000;

@@ -50,6 +50,13 @@ void add_run(CLI::App& app, int& exit_code) {
       "  [apps.\"other-app\"]\n"
       "  dev-key-file = \"/etc/metrix/other-app.key\"\n\n"
       "Durations take a unit: ms, s, m, h, d (e.g. 500ms, 30s, 1h30m). Flags win over the file.\n"
+      "Pace: each app has a window of requests in flight, up to --concurrency. It halves when Metrix\n"
+      "pushes back (a 429, failures rising above the app's usual share, answers twice as slow) and\n"
+      "grows back while answers come back good; a steady share of errors costs only their retries.\n"
+      "When every request fails, the app's circuit opens: one probe per interval (--backoff-base,\n"
+      "doubling to --backoff-max) until Metrix answers again. Retry-After holds the whole app.\n"
+      "Each failed row waits its own backoff (full jitter, --backoff-base doubling to --backoff-max).\n"
+      "The progress line shows each app's window; --verbose logs every decrease and why.\n\n"
       "SIGINT/SIGTERM: stop claiming, let requests in flight finish (--shutdown-timeout), record them, exit 0.\n"
       "Exit codes: 0 done, 1 runtime failure or (--until-idle) rows that cannot be delivered because\n"
       "their app is paused or has no dev key, 2 invalid options.\n\n"
@@ -63,10 +70,10 @@ void add_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--endpoint", f->endpoint, "Metrix S2S base URL (default https://analytics.metrix.ir)");
   cmd->add_option("--app-id", f->app_id, "the Metrix appId of rows whose app_id is NULL");
   cmd->add_option("--dev-key-file", f->dev_key_file, "file holding the --app-id app's dev key (else METRIX_DEV_KEY)");
-  cmd->add_option("--concurrency", f->concurrency, "requests in flight (default 64)");
+  cmd->add_option("--concurrency", f->concurrency, "requests in flight at most, all apps together; each app's adaptive window is at most this (default 64)");
   cmd->add_option("--lease", f->lease, "how long a claimed row is reserved for this relay (default 60s)");
   cmd->add_option("--timeout", f->timeout, "per request, connection included (default 10s)");
-  cmd->add_option("--backoff-base", f->backoff_base, "first retry delay ceiling (default 1s)");
+  cmd->add_option("--backoff-base", f->backoff_base, "first retry delay ceiling (default 100ms)");
   cmd->add_option("--backoff-max", f->backoff_max, "largest retry delay, and the cap on Retry-After (default 5m)");
   cmd->add_option("--max-attempts", f->max_attempts, "attempts before a row is dead (default 20)");
   cmd->add_option("--max-age", f->max_age, "rows older than this are not sent but marked dead, 'stale' (default 7d)");
