@@ -4,18 +4,23 @@
 // One thread, epoll, keep-alive, requests read whole (Content-Length bodies; no chunked
 // uploads). Every POST whose Authorization header is the key in BENCH_SINK_KEY is answered
 // 200 with a small JSON body; a wrong or missing key is answered 403, so a relay that loses
-// its header shows up as failed rows, not as speed. After --latency-ms (changeable at run time)
-// the answer is held back that long, without blocking other connections.
+// its header shows up as failed rows, not as speed. With --error-rate F (changeable at run time)
+// that share of the POSTs with the right key, drawn at random, is answered 503
+// SERVICE_UNAVAILABLE (no Retry-After) instead: a Metrix that is failing. After --latency-ms
+// (changeable at run time) every answer, 503s included, is held back that long, without
+// blocking other connections.
 //
-//   GET  /__stats                   {"requests":N,"ok":N,"refused":N,"connections":N,
-//                                    "open_connections":N,"max_open_connections":N,"latency_ms":N}
-//   POST /__control?latency-ms=N    sets the delay of later answers; answers the stats
+//   GET  /__stats                   {"requests":N,"ok":N,"refused":N,"unavailable":N,"connections":N,
+//                                    "open_connections":N,"max_open_connections":N,"latency_ms":N,
+//                                    "error_rate":F}
+//   POST /__control?latency-ms=N&error-rate=F   sets either or both for later requests; answers
+//                                    the stats
 //
 // fake-metrix checks every event as Metrix would and serves each connection on its own
 // thread; wrk shows it several times faster than the relay, but on two cores the CPU it
 // spends per request is taken from the relay. This sink spends a few microseconds.
 //
-// Usage: BENCH_SINK_KEY=KEY bench-sink [--port N] [--port-file FILE] [--latency-ms N]
+// Usage: BENCH_SINK_KEY=KEY bench-sink [--port N] [--port-file FILE] [--latency-ms N] [--error-rate F]
 // Prints "bench-sink listening on http://127.0.0.1:PORT". SIGINT/SIGTERM: exit 0.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,6 +35,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -81,11 +87,30 @@ struct Delayed {
   Clock::time_point due;
   int fd;
   std::uint64_t generation;
-  bool ok;
+  const std::string* answer;  // one of the constant answers below
 };
 
 struct Stats {
-  std::uint64_t requests = 0, ok = 0, refused = 0, connections = 0, open = 0, max_open = 0;
+  std::uint64_t requests = 0, ok = 0, refused = 0, unavailable = 0, connections = 0, open = 0, max_open = 0;
+};
+
+// xorshift64*: which requests fail. Seeded the same every run, so a run's share of errors does
+// not depend on the clock; which rows they hit still depends on the order requests arrive in.
+class Draw {
+ public:
+  // True with probability `share` (0 never, 1 always).
+  bool below(double share) {
+    if (share <= 0) return false;
+    if (share >= 1) return true;
+    state_ ^= state_ >> 12;
+    state_ ^= state_ << 25;
+    state_ ^= state_ >> 27;
+    std::uint64_t x = state_ * 0x2545F4914F6CDD1DULL;
+    return static_cast<double>(x >> 11) * 0x1.0p-53 < share;
+  }
+
+ private:
+  std::uint64_t state_ = 0x9E3779B97F4A7C15ULL;
 };
 
 // A whole answer: status line, headers with the body's length, body.
@@ -97,12 +122,28 @@ std::string http_answer(std::string_view status, std::string_view body) {
 const std::string kOk = http_answer("200 OK", R"({"status":200,"message":""})");
 const std::string kRefused =
     http_answer("403 Forbidden", R"({"error":"INVALID_PARAMETERS","status":403,"message":"wrong dev key"})");
+const std::string kUnavailable =
+    http_answer("503 Service Unavailable", R"({"error":"SERVICE_UNAVAILABLE","status":503})");
+
+// The value of `name` (e.g. "latency-ms") in a query string "a=1&b=2", or nullptr.
+const char* query_value(const std::string& query, std::string_view name) {
+  for (size_t pos = 0; pos < query.size();) {
+    size_t end = query.find('&', pos);
+    if (end == std::string::npos) end = query.size();
+    std::string_view pair(query.data() + pos, end - pos);
+    if (pair.size() > name.size() && pair.rfind(name, 0) == 0 && pair[name.size()] == '=') {
+      return query.c_str() + pos + name.size() + 1;  // strtod/atoi stop at the '&'
+    }
+    pos = end + 1;
+  }
+  return nullptr;
+}
 
 class Sink {
  public:
-  Sink(Fd listener, Fd epoll, Fd signals, std::string key, int latency_ms)
+  Sink(Fd listener, Fd epoll, Fd signals, std::string key, int latency_ms, double error_rate)
       : listener_(std::move(listener)), epoll_(std::move(epoll)), signals_(std::move(signals)),
-        key_(std::move(key)), latency_ms_(latency_ms) {}
+        key_(std::move(key)), latency_ms_(latency_ms), error_rate_(error_rate) {}
 
   int serve() {
     epoll_event events[256];
@@ -240,20 +281,28 @@ class Sink {
       return;
     }
     if (head.rfind("POST /__control?", 0) == 0) {
-      std::string_view query = head.substr(16, head.find(' ', 16) - 16);
-      constexpr std::string_view kLatency = "latency-ms=";
-      if (query.rfind(kLatency, 0) == 0) latency_ms_ = std::atoi(std::string(query.substr(kLatency.size())).c_str());
+      std::string query(head.substr(16, head.find(' ', 16) - 16));
+      if (const char* v = query_value(query, "latency-ms")) latency_ms_ = std::atoi(v);
+      if (const char* v = query_value(query, "error-rate")) error_rate_ = std::strtod(v, nullptr);
       c.out += http_answer("200 OK", stats_json());
       return;
     }
     ++stats_.requests;
-    if (key_ok) ++stats_.ok;
-    else ++stats_.refused;
+    const std::string* reply = &kOk;
+    if (!key_ok) {
+      reply = &kRefused;
+      ++stats_.refused;
+    } else if (draw_.below(error_rate_)) {
+      reply = &kUnavailable;
+      ++stats_.unavailable;
+    } else {
+      ++stats_.ok;
+    }
     if (latency_ms_ > 0) {
-      delayed_.push_back({Clock::now() + std::chrono::milliseconds(latency_ms_), c.fd.get(), c.generation, key_ok});
+      delayed_.push_back({Clock::now() + std::chrono::milliseconds(latency_ms_), c.fd.get(), c.generation, reply});
       return;
     }
-    c.out += key_ok ? kOk : kRefused;
+    c.out += *reply;
   }
 
   // Writes delayed answers that are due. The delay is the same for all, so the queue is in order.
@@ -264,7 +313,7 @@ class Sink {
       delayed_.pop_front();
       auto it = connections_.find(d.fd);
       if (it == connections_.end() || it->second.generation != d.generation) continue;  // client gone
-      it->second.out += d.ok ? kOk : kRefused;
+      it->second.out += *d.answer;
       if (!flush(it->second)) close_connection(d.fd);
     }
   }
@@ -292,20 +341,22 @@ class Sink {
   }
 
   std::string stats_json() const {
-    char text[320];
+    char text[400];
     std::snprintf(text, sizeof text,
-                  "{\"requests\":%llu,\"ok\":%llu,\"refused\":%llu,\"connections\":%llu,\"open_connections\":%llu,"
-                  "\"max_open_connections\":%llu,\"latency_ms\":%d}",
+                  "{\"requests\":%llu,\"ok\":%llu,\"refused\":%llu,\"unavailable\":%llu,\"connections\":%llu,"
+                  "\"open_connections\":%llu,\"max_open_connections\":%llu,\"latency_ms\":%d,\"error_rate\":%.6g}",
                   static_cast<unsigned long long>(stats_.requests), static_cast<unsigned long long>(stats_.ok),
-                  static_cast<unsigned long long>(stats_.refused), static_cast<unsigned long long>(stats_.connections),
-                  static_cast<unsigned long long>(stats_.open), static_cast<unsigned long long>(stats_.max_open),
-                  latency_ms_);
+                  static_cast<unsigned long long>(stats_.refused), static_cast<unsigned long long>(stats_.unavailable),
+                  static_cast<unsigned long long>(stats_.connections), static_cast<unsigned long long>(stats_.open),
+                  static_cast<unsigned long long>(stats_.max_open), latency_ms_, error_rate_);
     return text;
   }
 
   Fd listener_, epoll_, signals_;
   std::string key_;
   int latency_ms_;
+  double error_rate_;  // the share of good POSTs answered 503
+  Draw draw_;
   bool precise_wait_ = true;  // epoll_pwait2 works here
   std::unordered_map<int, Connection> connections_;
   std::deque<Delayed> delayed_;
@@ -315,7 +366,7 @@ class Sink {
 
 int usage(const char* why) {
   std::fprintf(stderr, "bench-sink: %s\nusage: BENCH_SINK_KEY=KEY bench-sink [--port N] [--port-file FILE] "
-                       "[--latency-ms N]\n", why);
+                       "[--latency-ms N] [--error-rate F]\n", why);
   return 2;
 }
 
@@ -323,6 +374,7 @@ int usage(const char* why) {
 
 int main(int argc, char** argv) {
   int port = 0, latency_ms = 0;
+  double error_rate = 0;
   std::string port_file;
   for (int i = 1; i < argc; ++i) {
     std::string_view flag = argv[i];
@@ -331,10 +383,12 @@ int main(int argc, char** argv) {
     if (flag == "--port") port = std::atoi(value);
     else if (flag == "--port-file") port_file = value;
     else if (flag == "--latency-ms") latency_ms = std::atoi(value);
+    else if (flag == "--error-rate") error_rate = std::strtod(value, nullptr);
     else return usage("unknown flag");
   }
   const char* key = std::getenv("BENCH_SINK_KEY");
   if (!key || !*key) return usage("BENCH_SINK_KEY is not set");
+  if (!(error_rate >= 0 && error_rate <= 1)) return usage("--error-rate is a share between 0 and 1");
 
   // Signals arrive through a descriptor, so the loop stops between two requests.
   sigset_t stop;
@@ -387,6 +441,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  Sink sink(std::move(listener), std::move(epoll), std::move(signals), key, latency_ms);
+  Sink sink(std::move(listener), std::move(epoll), std::move(signals), key, latency_ms, error_rate);
   return sink.serve();
 }
