@@ -71,7 +71,7 @@ void ConcurrencyWindow::answered(Reply reply, std::int64_t sent_us, std::int64_t
   const double rtt = static_cast<double>(now_us - sent_us);
   if (interval_start_us_ < 0) {
     interval_start_us_ = now_us;
-    if (rtt_known && rtt_mean_us_ == 0) rtt_mean_us_ = rtt;
+    if (rtt_known && rtt_mean_us_ == 0) rtt_mean_us_ = last_rtt_us_ = rtt;
   }
   ++answers_;
   if (failed) ++failures_;
@@ -81,10 +81,14 @@ void ConcurrencyWindow::answered(Reply reply, std::int64_t sent_us, std::int64_t
     rtt_sum_us_ += rtt;
     ++rtt_count_;
   }
-  // A whole window failed since the last decrease: nothing gets through, judge at once rather
-  // than at the interval's end, so that the way down costs one round trip a halving.
+  // A 429, or a whole window failed since the last decrease: judge at once rather than at the
+  // interval's end (these answers were all sent after that decrease, so it is still at most
+  // once a round trip), so that the way down costs one round trip a halving. Otherwise an
+  // interval lasts the latest measured round trip: the first answers, which paid for the
+  // connections, must not stretch the intervals after them.
   const bool window_failed = all_failed_ && failures_ >= std::max(kOutageStreak, window_);
-  if (window_failed || static_cast<double>(now_us - interval_start_us_) >= std::max(rtt_mean_us_, kMinIntervalUs)) {
+  if (throttled_ || window_failed ||
+      static_cast<double>(now_us - interval_start_us_) >= std::max(last_rtt_us_, kMinIntervalUs)) {
     judge(now_us);
   }
 }
@@ -100,6 +104,7 @@ void ConcurrencyWindow::judge(std::int64_t now_us) {
   if (rtt_count_ > 0) {
     const double rtt = rtt_sum_us_ / rtt_count_;
     slower_rtt_us = rtt;
+    last_rtt_us_ = rtt;
     slower = rtt > std::max({rtt_mean_us_ + kRttDeviations * std::sqrt(rtt_var_us2_), kRttGrowth * rtt_mean_us_,
                              rtt_mean_us_ + kRttNoiseUs});
     // Exponentially weighted mean and variance (West's incremental form).

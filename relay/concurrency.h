@@ -3,7 +3,7 @@
 // adaptive request concurrency and Netflix's concurrency-limits. Pure: the caller passes the
 // clock and the random draws; no I/O. One per app, used from the relay's loop thread.
 //
-// The rule, judged once per interval of one smoothed round-trip time, on the answers to
+// The rule, judged once per interval of one round-trip time (the last measured), on the answers to
 // requests sent since the last decrease (so one burst of trouble shrinks the window once):
 // - shrink by half when the app is really pushing back:
 //   - a 429 came back (Metrix asked for less traffic);
@@ -93,6 +93,7 @@ class ConcurrencyWindow {
   double recent_answers_ = 20.0;
   // The answer time's exponentially weighted mean and variance, over intervals.
   double rtt_mean_us_ = 0;
+  double last_rtt_us_ = 0;  // the last interval's mean: how long the next interval lasts
   double rtt_var_us2_ = 0;
 
   // The interval being measured.
