@@ -69,11 +69,15 @@ inline std::int64_t count_status(const std::string& path, const std::string& sta
 }
 
 // The relay's command line with fast test timings; `extra` appended.
+// The request timeout is long enough for any build: under ThreadSanitizer fake-metrix and the
+// relay run many times slower, and a 2 s timeout expired on requests fake-metrix had already
+// recorded, so their correct resends broke counts that expect one copy. A test that needs a
+// timeout to fire passes its own --timeout (and --lease).
 inline std::vector<std::string> relay_args(const std::string& db, const std::string& url,
                                            const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args = {relay_binary(), "run", "--db", db, "--endpoint", url, "--app-id", "app1",
-                                   "--backoff-base", "10ms", "--backoff-max", "100ms", "--timeout", "2s",
-                                   "--lease", "5s", "--shutdown-timeout", "3s", "--progress-interval", "1s"};
+                                   "--backoff-base", "10ms", "--backoff-max", "100ms", "--timeout", "30s",
+                                   "--lease", "90s", "--shutdown-timeout", "3s", "--progress-interval", "1s"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }

@@ -66,7 +66,7 @@ TEST_CASE("a relay that cannot write (file size limit) records nothing as sent, 
   REQUIRE(std::filesystem::file_size(dir.db()) > 64 * 1024);
   std::vector<std::string> args = {"/usr/bin/prlimit", "--fsize=" + std::to_string(32 * 1024 + 8 * 1024) + ":unlimited",
                                    "--"};
-  for (auto& a : relay_args(dir.db(), fake.url(), {"--lease", "60s", "--shutdown-timeout", "5s"})) args.push_back(a);
+  for (auto& a : relay_args(dir.db(), fake.url(), {"--lease", "90s", "--shutdown-timeout", "5s"})) args.push_back(a);
   auto relay = Process::start(args, relay_env());
   std::this_thread::sleep_for(2500ms);
   CHECK(relay.running());
@@ -90,7 +90,7 @@ TEST_CASE("a database damaged under a running relay: it stops with exit 1, says 
   // Slowed answers, so that the relay is mid-way, with rows claimed and answers coming in,
   // when the file is damaged.
   auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "20"}), fake_env());
-  auto relay = Process::start(relay_args(dir.db(), fake.url(), {"--concurrency", "8", "--lease", "60s"}), relay_env());
+  auto relay = Process::start(relay_args(dir.db(), fake.url(), {"--concurrency", "8", "--lease", "90s"}), relay_env());
   REQUIRE(wait_for([&] { return static_cast<std::int64_t>(fake.records().size()); }, 20, 30s) >= 20);
   {
     // The WAL folded into the database file, so that what the relay reads next comes from
