@@ -185,7 +185,7 @@ AppState& Relay::app_for(const std::optional<std::string>& app_value) {
   auto it = apps_.find(id);
   if (it != apps_.end()) return *it->second;
   auto app = std::make_unique<AppState>(
-      WindowSettings{config_.concurrency, config_.backoff_base_ms, config_.backoff_max_ms});
+      WindowSettings{config_.concurrency, config_.backoff_base_ms, std::min(config_.backoff_max_ms, kProbeMaxMs)});
   app->id = id;
   std::string endpoint = config_.endpoint;
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
