@@ -20,7 +20,7 @@
 //   slow-start threshold (the window of the last decrease), then one more per interval;
 // - bounds: 1 to `max`. A window of 1 whose last three answers failed opens the circuit: no
 //   request but one probe per probe interval (exponential, with jitter, from `probe_base_ms`
-//   to `probe_max_ms`, 5 s at most). The first good answer closes it, and the window doubles per interval
+//   to `probe_max_ms`, 1 s at most). The first good answer closes it, and the window doubles per interval
 //   back to what it was before the trouble began.
 //
 // A good answer is any answer that is not a failure: 2xx, and the refusals of one event (400,
@@ -33,13 +33,13 @@
 
 namespace metrix {
 
-inline constexpr std::int64_t kProbeMaxMs = 5'000;
+inline constexpr std::int64_t kProbeMaxMs = 1'000;
 
 struct WindowSettings {
   int max = 64;                         // --concurrency
   std::int64_t probe_base_ms = 100;     // --backoff-base
   // --backoff-max, but at most kProbeMaxMs: the probe interval is how long delivery may lag
-  // behind Metrix's return, and one request every few seconds is no load at all.
+  // behind Metrix's return, and one request a second is no load at all.
   std::int64_t probe_max_ms = kProbeMaxMs;
 };
 

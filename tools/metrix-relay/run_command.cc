@@ -54,7 +54,7 @@ void add_run(CLI::App& app, int& exit_code) {
       "pushes back (a 429, failures rising above the app's usual share, answers twice as slow) and\n"
       "grows back while answers come back good; a steady share of errors costs only their retries.\n"
       "When every request fails, the app's circuit opens: one probe per interval (--backoff-base,\n"
-      "doubling to 5s or --backoff-max) until Metrix answers again. Retry-After holds the whole app.\n"
+      "doubling to 1s or --backoff-max) until Metrix answers again. Retry-After holds the whole app.\n"
       "Each failed row waits its own backoff (full jitter, --backoff-base doubling to --backoff-max).\n"
       "The progress line shows each app's window; --verbose logs every decrease and why.\n\n"
       "SIGINT/SIGTERM: stop claiming, let requests in flight finish (--shutdown-timeout), record them, exit 0.\n"
