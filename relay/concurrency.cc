@@ -50,11 +50,7 @@ void ConcurrencyWindow::answered(Reply reply, std::int64_t sent_us, std::int64_t
       recent_failures_ = 1.0;
       recent_answers_ = 20.0;
       shrunk_us_ = now_us;
-      interval_start_us_ = -1;
-      answers_ = failures_ = rtt_count_ = 0;
-      rtt_sum_us_ = 0;
-      throttled_ = full_ = false;
-      all_failed_ = true;
+      start_interval(-1);
     } else if (sent_us >= opened_us_) {
       // A probe failed (answers to requests sent before the circuit opened say nothing new).
       ++failed_probes_;
@@ -131,7 +127,11 @@ void ConcurrencyWindow::judge(std::int64_t now_us) {
       window_ = std::min(window_, settings_.max);
     }
   }
-  interval_start_us_ = now_us;
+  if (interval_start_us_ >= 0) start_interval(now_us);  // a decrease restarts it with the next answer
+}
+
+void ConcurrencyWindow::start_interval(std::int64_t start_us) {
+  interval_start_us_ = start_us;
   answers_ = failures_ = rtt_count_ = 0;
   rtt_sum_us_ = 0;
   throttled_ = full_ = false;
@@ -145,7 +145,7 @@ void ConcurrencyWindow::shrink(std::int64_t now_us, std::string reason) {
   window_ = std::max(1, static_cast<int>(window_ * kShrink));
   slow_start_until_ = window_;
   shrunk_us_ = now_us;
-  interval_start_us_ = -1;  // the next interval starts with the first answer judged
+  start_interval(-1);  // the next interval starts with the first answer judged
 }
 
 void ConcurrencyWindow::open(std::int64_t now_us, double unit_random) {

@@ -76,6 +76,7 @@ class ConcurrencyWindow {
 
  private:
   void judge(std::int64_t now_us);
+  void start_interval(std::int64_t start_us);  // -1: at the next answer judged
   void shrink(std::int64_t now_us, std::string reason);
   void open(std::int64_t now_us, double unit_random);
 
