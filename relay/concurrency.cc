@@ -65,10 +65,9 @@ void ConcurrencyWindow::answered(Reply reply, std::int64_t sent_us, std::int64_t
   if (sent_us < shrunk_us_) return;  // judged already, by the decrease it caused
 
   const double rtt = static_cast<double>(now_us - sent_us);
-  if (interval_start_us_ < 0) {
-    interval_start_us_ = now_us;
-    if (rtt_known && rtt_mean_us_ == 0) rtt_mean_us_ = last_rtt_us_ = rtt;
-  }
+  if (interval_start_us_ < 0) interval_start_us_ = now_us;
+  // The first answer time known seeds the mean (a transport error has none).
+  if (rtt_known && rtt_mean_us_ == 0) rtt_mean_us_ = last_rtt_us_ = rtt;
   ++answers_;
   if (failed) ++failures_;
   else all_failed_ = false;

@@ -157,6 +157,8 @@ class Relay {
   std::map<std::string, AppPause> stored_pauses_;
   std::vector<std::optional<std::string>> active_apps_;    // as of the last round
   size_t ready_count_ = 0;                                 // rows in the apps' ready queues
+  std::string last_served_;                                // the app send_ready sent for last
+  std::vector<AppState*> turns_;                           // send_ready's order of the apps, reused
   std::unordered_map<std::uint64_t, Ready> in_flight_;     // by request tag
   std::uint64_t next_tag_ = 1;
   std::vector<Outcome> outcomes_;       // decided, not yet committed
@@ -351,26 +353,35 @@ void Relay::send_ready(std::int64_t now) {
     } else if (app->window.circuit_open() && app->window.limit(now_us) == 0) {
       hand_back_app(*app, now, now);  // claimed before the circuit opened; the gate holds them
     }
+    // A row whose lease would end while its request may still run, and another relay could
+    // then send it too, goes back to be claimed afresh; the oldest claims are in front. This is
+    // done whether or not a slot is free, so that no app's rows outlive their lease waiting.
+    while (!app->ready.empty() && now + config_.timeout_ms + 1000 > app->ready.front().claimed_at + config_.lease_ms) {
+      if (app->ready.front().probe) app->probe_in_flight = false;
+      hand_back(app->ready.front().claim, now, now);
+      app->ready.pop_front();
+      --ready_count_;
+    }
   }
   // Sent only after the claim committed (finish_round): a claim that rolled back is not ours.
+  // The apps take turns, starting after the one served last, so that a free slot does not
+  // always go to the first app in the map.
   const auto slots = static_cast<size_t>(config_.concurrency);
+  turns_.clear();
+  const auto next = apps_.upper_bound(last_served_);
+  for (auto it = next; it != apps_.end(); ++it) turns_.push_back(it->second.get());
+  for (auto it = apps_.begin(); it != next; ++it) turns_.push_back(it->second.get());
   for (bool sent_one = true; sent_one && ready_count_ > 0;) {
     sent_one = false;
-    for (auto& [id, app] : apps_) {
+    for (AppState* app : turns_) {
       if (http_->in_flight() >= slots) return;
       if (app->ready.empty() || app->in_flight >= app->window.limit(now_us)) continue;
       Ready r = std::move(app->ready.front());
       app->ready.pop_front();
       --ready_count_;
       sent_one = true;
-      if (now + config_.timeout_ms + 1000 > r.claimed_at + config_.lease_ms) {
-        // Its lease would end while the request may still run, and another relay could then
-        // send it too: give it back to be claimed afresh.
-        if (r.probe) app->probe_in_flight = false;
-        hand_back(r.claim, now, now);
-      } else {
-        send(std::move(r));
-      }
+      last_served_ = app->id;
+      send(std::move(r));
     }
   }
 }
