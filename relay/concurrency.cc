@@ -27,6 +27,14 @@ ConcurrencyWindow::ConcurrencyWindow(WindowSettings settings)
       slow_start_until_(window_),
       window_before_trouble_(window_) {}
 
+void ConcurrencyWindow::set_settings(WindowSettings settings) {
+  settings_ = settings;
+  const int max = std::max(1, settings.max);
+  window_ = std::min(window_, max);
+  slow_start_until_ = std::min(slow_start_until_, max);
+  window_before_trouble_ = std::min(window_before_trouble_, max);
+}
+
 int ConcurrencyWindow::limit(std::int64_t now_us) const {
   if (!open_) return window_;
   return now_us >= next_probe_us_ ? 1 : 0;

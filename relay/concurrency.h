@@ -66,6 +66,10 @@ class ConcurrencyWindow {
   // `unit_random` in [0, 1) jitters the next probe.
   void answered(Reply reply, std::int64_t sent_us, std::int64_t now_us, bool rtt_known, double unit_random);
 
+  // New limits (a reload): a window above the new maximum comes down to it at once; one
+  // below it grows as usual.
+  void set_settings(WindowSettings settings);
+
   int window() const { return window_; }
   int max() const { return settings_.max; }
   bool circuit_open() const { return open_; }

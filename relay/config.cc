@@ -182,7 +182,25 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
     else if (key == "progress-interval") s = duration(config.progress_interval_ms);
     else if (key == "shutdown-timeout") s = duration(config.shutdown_timeout_ms);
     else if (key == "until-idle") s = boolean(config.until_idle);
-    else if (key == "verbose") s = boolean(config.verbose);
+    else if (key == "verbose") {
+      bool verbose = false;
+      s = boolean(verbose);
+      if (s && verbose && !is_given("log-level")) config.log_level = log::Level::debug;
+    }
+    else if (key == "log-level") {
+      auto t = text();
+      if (!t) return t.error();
+      auto level = log::parse_level(*t);
+      if (!level) return file_error(path, key, "must be \"debug\", \"info\", \"warning\" or \"error\"");
+      if (!is_given("verbose")) config.log_level = *level;
+    }
+    else if (key == "log-format") {
+      auto t = text();
+      if (!t) return t.error();
+      auto format = log::parse_format(*t);
+      if (!format) return file_error(path, key, "must be \"text\", \"json\" or \"journal\"");
+      config.log_format = *format;
+    }
     else if (key == "allow-insecure-http") s = boolean(config.allow_insecure_http);
     else if (key == "dev-key") {
       return file_error(path, key, "is not accepted at the top level: give the default app's key in "
@@ -286,11 +304,35 @@ Status validate(const RelayConfig& c) {
   return {};
 }
 
+Status check_reloadable(const RelayConfig& running, const RelayConfig& reloaded) {
+  auto refuse = [](std::string_view setting, const std::string& was, const std::string& now) {
+    return Error{Errc::invalid_argument,
+                 fmt::format("{} cannot change on reload (running with {}, the new configuration says {}): restart "
+                             "the relay to change it",
+                             setting, was, now)};
+  };
+  auto ms = [](std::int64_t v) { return fmt::format("{}ms", v); };
+  if (reloaded.db_path != running.db_path) return refuse("db", running.db_path, reloaded.db_path);
+  if (reloaded.synchronous != running.synchronous) {
+    auto name = [](Synchronous s) { return std::string(s == Synchronous::full ? "full" : "normal"); };
+    return refuse("synchronous", name(running.synchronous), name(reloaded.synchronous));
+  }
+  if (reloaded.busy_timeout_ms != running.busy_timeout_ms) {
+    return refuse("busy-timeout", ms(running.busy_timeout_ms), ms(reloaded.busy_timeout_ms));
+  }
+  if (reloaded.timeout_ms != running.timeout_ms) return refuse("timeout", ms(running.timeout_ms), ms(reloaded.timeout_ms));
+  if (reloaded.cacert != running.cacert) return refuse("cacert", running.cacert, reloaded.cacert);
+  if (reloaded.until_idle != running.until_idle) {
+    return refuse("until-idle", running.until_idle ? "true" : "false", reloaded.until_idle ? "true" : "false");
+  }
+  return {};
+}
+
 std::optional<std::string> insecure_warning(const RelayConfig& c) {
   std::string scheme;
   auto host = url_host(c.endpoint, scheme);
   if (!host || scheme != "http" || is_loopback_host(*host)) return std::nullopt;
-  return fmt::format("WARNING: --allow-insecure-http: the dev key goes in clear over plain http to {}; anyone on the "
+  return fmt::format("--allow-insecure-http: the dev key goes in clear over plain http to {}; anyone on the "
                      "path can read it and send events as you",
                      *host);
 }

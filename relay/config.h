@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "relay/log.h"
 #include "storage/database.h"
 #include "storage/result.h"
 
@@ -40,7 +41,8 @@ struct RelayConfig {
   std::int64_t progress_interval_ms = 10'000;
   std::int64_t shutdown_timeout_ms = 15'000;
   bool until_idle = false;
-  bool verbose = false;
+  log::Format log_format = log::Format::text;
+  log::Level log_level = log::Level::info;  // --verbose: debug
   bool allow_insecure_http = false;
   std::string cacert;
   InDoubtPolicy in_doubt = InDoubtPolicy::resend;
@@ -57,6 +59,10 @@ Result<std::string> read_key_file(const std::string& path);
 // Fills every setting of `config` that `given` (flag names without dashes, e.g. "lease")
 // does not already hold from the TOML file at `path`, and reads its [apps] keys.
 Status apply_config_file(const std::string& path, const std::map<std::string, bool>& given, RelayConfig& config);
+
+// What a reload may not change in a running relay (the database, its connections' settings,
+// the HTTP client's): an error naming the first such setting and saying a restart is needed.
+Status check_reloadable(const RelayConfig& running, const RelayConfig& reloaded);
 
 // Cross-field checks: a usable endpoint (https, or http to loopback unless allowed), a
 // lease longer than a request can take, positive limits. Errc::invalid_argument says which.

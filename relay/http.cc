@@ -91,17 +91,23 @@ Result<std::unique_ptr<HttpClient>> HttpClient::create(const HttpOptions& option
   std::unique_ptr<HttpClient> client(new HttpClient(options));
   client->multi_.reset(curl_multi_init());
   if (!client->multi_) return Error{Errc::io, "curl_multi_init failed"};
-  CURLM* m = client->multi_.get();
-  long connections = std::max(1, options.max_connections);
-  for (auto [option, value] : {std::pair{CURLMOPT_MAX_HOST_CONNECTIONS, connections},
-                               std::pair{CURLMOPT_MAX_TOTAL_CONNECTIONS, connections},
-                               std::pair{CURLMOPT_MAXCONNECTS, connections},
-                               std::pair{CURLMOPT_PIPELINING, long{CURLPIPE_MULTIPLEX}}}) {
-    if (CURLMcode rc = curl_multi_setopt(m, option, value); rc != CURLM_OK) {
+  if (CURLMcode rc = curl_multi_setopt(client->multi_.get(), CURLMOPT_PIPELINING, long{CURLPIPE_MULTIPLEX});
+      rc != CURLM_OK) {
+    return Error{Errc::io, fmt::format("curl_multi_setopt: {}", curl_multi_strerror(rc))};
+  }
+  if (auto s = client->set_max_connections(options.max_connections); !s) return s.error();
+  return client;
+}
+
+Status HttpClient::set_max_connections(int max_connections) {
+  const long connections = std::max(1, max_connections);
+  for (auto option : {CURLMOPT_MAX_HOST_CONNECTIONS, CURLMOPT_MAX_TOTAL_CONNECTIONS, CURLMOPT_MAXCONNECTS}) {
+    if (CURLMcode rc = curl_multi_setopt(multi_.get(), option, connections); rc != CURLM_OK) {
       return Error{Errc::io, fmt::format("curl_multi_setopt: {}", curl_multi_strerror(rc))};
     }
   }
-  return client;
+  options_.max_connections = static_cast<int>(connections);
+  return {};
 }
 
 HttpClient::HttpClient(const HttpOptions& options) : options_(options) {}

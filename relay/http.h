@@ -77,6 +77,9 @@ class HttpClient {
 
   std::size_t in_flight() const { return active_.size(); }
 
+  // Changes HttpOptions::max_connections (a reload); transfers in flight go on.
+  Status set_max_connections(int max_connections);
+
   // Abandons every transfer in flight (shutdown deadline); returns their tags.
   std::vector<std::uint64_t> abort_all();
 

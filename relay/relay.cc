@@ -14,6 +14,7 @@
 #include "relay/concurrency.h"
 #include "relay/http.h"
 #include "relay/log.h"
+#include "relay/notify.h"
 #include "relay/writer.h"
 #include "storage/migrate.h"
 
@@ -65,12 +66,18 @@ std::int64_t monotonic_us() {
 
 struct AppState;
 
+// How much longer than --busy-timeout a write round may run before it is taken for hung.
+constexpr std::int64_t kHungRoundMarginMs = 10'000;
+
 // A claimed row waiting for a free request slot.
 struct Ready {
   Claim claim;
   AppState* app;
   bool probe;  // the one row a paused app is probed with
   std::int64_t claimed_at;
+  // The app's headers the request went with, kept alive while it is in flight: a reload may
+  // give the app new ones meanwhile.
+  std::shared_ptr<const curl_slist> headers = {};
 };
 
 // Everything the relay knows about one Metrix app.
@@ -79,7 +86,7 @@ struct AppState {
 
   std::string id;                 // the Metrix appId; empty when a row names none and there is no default
   std::string url;
-  CurlHeaders headers;            // null: no dev key, the app's rows are not sent
+  std::shared_ptr<const curl_slist> headers;  // null: no dev key, the app's rows are not sent
   std::string unroutable_reason;  // why rows of this app are not sent
   bool reported_unroutable = false;
   std::optional<AppPause> pause;
@@ -93,19 +100,25 @@ struct AppState {
 class Relay {
  public:
   Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, Database writer_db,
-        const std::atomic<bool>& stop)
+        const RelayControl& control)
       : config_(config),
         db_(db),
         outbox_(db),
         http_(std::move(http)),
         writer_(std::make_unique<Writer>(std::move(writer_db), [http = http_.get()] { http->wakeup(); })),
-        stop_(stop),
+        control_(control),
         rng_(std::random_device{}()) {}
 
   int run();
 
  private:
   AppState& app_for(const std::optional<std::string>& app_value);
+  // Sets the app's URL, headers and window limits from config_ (at first sight, on reload).
+  void configure_app(AppState& app);
+  // SIGHUP: loads the configuration again and, if it is valid and may change now, uses it.
+  void reload(std::int64_t now);
+  // The summary systemd shows (STATUS=): sent, backlog, paused apps.
+  std::string service_status(const std::optional<std::int64_t>& backlog) const;
   // Starts a write round on the writer thread: the outcomes so far, and claims of up to
   // `claim_limit` rows from the apps that may be sent to now.
   void start_round(std::int64_t now, int claim_limit);
@@ -145,12 +158,13 @@ class Relay {
   bool starving(std::int64_t now) const { return nothing_to_send() && !beside_producers(now); }
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
-  const RelayConfig& config_;
+  RelayConfig config_;  // replaced by a reload
   Database& db_;   // this thread's connection: pauses, heartbeat, counts; the writer has its own
   Outbox outbox_;  // on db_
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<Writer> writer_;  // after http_: it wakes http_ until it stops
-  const std::atomic<bool>& stop_;
+  const RelayControl& control_;
+  ServiceNotifier notifier_;
   std::mt19937_64 rng_;
 
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
@@ -164,6 +178,7 @@ class Relay {
   std::vector<Outcome> outcomes_;       // decided, not yet committed
   // The round on the writer thread: when it was started and what it may claim.
   std::int64_t round_now_ = 0;
+  std::int64_t round_started_us_ = 0;
   int round_claim_limit_ = 0;
   std::vector<AppState*> round_probes_;
   std::vector<AppState*> round_notes_;
@@ -178,6 +193,7 @@ class Relay {
   std::int64_t last_progress_at_ = 0;
   std::int64_t last_progress_done_ = 0;
   Heartbeat heartbeat_;
+  bool beat_due_ = false;  // heartbeat_ changed since a round last wrote it
   std::int64_t write_lock_us_ = 0;  // since the last progress line
   std::int64_t write_rounds_ = 0;
 };
@@ -189,22 +205,31 @@ AppState& Relay::app_for(const std::optional<std::string>& app_value) {
   auto app = std::make_unique<AppState>(
       WindowSettings{config_.concurrency, config_.backoff_base_ms, std::min(config_.backoff_max_ms, kProbeMaxMs)});
   app->id = id;
-  std::string endpoint = config_.endpoint;
-  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
-  app->url = endpoint + "/inappevent/" + percent_encode(id);
-  if (id.empty()) {
-    app->unroutable_reason = "not sent: the row has no app_id and the relay has no --app-id";
-  } else if (auto key = config_.dev_keys.find(id); key == config_.dev_keys.end()) {
-    app->unroutable_reason = fmt::format(
-        "not sent: no dev key for app {} (set METRIX_DEV_KEY with --app-id {}, or add [apps.\"{}\"] to the config file)",
-        id, id, id);
-  } else {
-    auto headers = make_request_headers(key->second);
-    if (headers) app->headers = std::move(*headers);
-    else app->unroutable_reason = headers.error().message;
-  }
+  configure_app(*app);
   if (auto p = stored_pauses_.find(id); p != stored_pauses_.end()) app->pause = p->second;
   return *apps_.emplace(id, std::move(app)).first->second;
+}
+
+void Relay::configure_app(AppState& app) {
+  const std::string& id = app.id;
+  std::string endpoint = config_.endpoint;
+  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+  app.url = endpoint + "/inappevent/" + percent_encode(id);
+  app.window.set_settings(
+      WindowSettings{config_.concurrency, config_.backoff_base_ms, std::min(config_.backoff_max_ms, kProbeMaxMs)});
+  app.headers.reset();
+  app.unroutable_reason.clear();
+  if (id.empty()) {
+    app.unroutable_reason = "not sent: the row has no app_id and the relay has no --app-id";
+  } else if (auto key = config_.dev_keys.find(id); key == config_.dev_keys.end()) {
+    app.unroutable_reason = fmt::format(
+        "not sent: no dev key for app {} (set METRIX_DEV_KEY with --app-id {}, or add [apps.\"{}\"] to the config file)",
+        id, id, id);
+  } else if (auto headers = make_request_headers(key->second)) {
+    app.headers = std::shared_ptr<const curl_slist>(std::move(*headers));
+  } else {
+    app.unroutable_reason = headers.error().message;
+  }
 }
 
 int Relay::claim_gate(const AppState& app, int claim_limit, std::int64_t now_us) const {
@@ -225,6 +250,7 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
   job.lease_ms = config_.lease_ms;
   job.claim_limit = claim_limit;
   job.outcomes = std::exchange(outcomes_, {});
+  if (std::exchange(beat_due_, false)) job.heartbeat = heartbeat_;
   const std::int64_t changes = db_.total_changes();
   job.loop_wrote = changes != std::exchange(loop_changes_, changes);
   // Only apps the last round listed: an app new to this relay is claimed from the round after
@@ -234,7 +260,7 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
     AppState& app = app_for(app_value);
     if (!app.headers) {
       if (!app.reported_unroutable) {
-        log::info("WARNING: {}; its rows stay pending", app.unroutable_reason);
+        log::warning({.app_id = app.id}, "{}; its rows stay pending", app.unroutable_reason);
         job.notes.emplace_back(app_value, app.unroutable_reason);
         app.reported_unroutable = true;
         round_notes_.push_back(&app);
@@ -249,6 +275,7 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
     }
   }
   round_now_ = now;
+  round_started_us_ = monotonic_us();
   round_claim_limit_ = claim_limit;
   writer_->submit(std::move(job));
 }
@@ -275,7 +302,7 @@ Status Relay::finish_round(WriteDone done) {
   stats_.held += done.recorded.held;
   stats_.retried += done.recorded.retried;
   if (done.recorded.fenced) {
-    log::info("{} outcomes not recorded: their rows were claimed again after this relay's lease expired",
+    log::warning({}, "{} outcomes not recorded: their rows were claimed again after this relay's lease expired",
               done.recorded.fenced);
   }
   round_found_apps_ = false;
@@ -391,43 +418,45 @@ void Relay::send(Ready ready) {
   request.tag = next_tag_++;
   request.url = ready.app->url;
   request.body = request_body(ready.claim);
-  request.headers = ready.app->headers.get();
+  ready.headers = ready.app->headers;
+  request.headers = ready.headers.get();
   std::uint64_t tag = request.tag;
   if (auto s = http_->send(std::move(request)); !s) {
     // Could not even start the request: the row stays leased and is retried after its lease.
-    log::info("cannot start a request for row {}: {}", ready.claim.id, s.error().message);
+    log::warning({.app_id = ready.app->id, .row_id = ready.claim.id, .error = s.error().message},
+                 "cannot start a request for row {}: {}", ready.claim.id, s.error().message);
     if (ready.probe) ready.app->probe_in_flight = false;
     return;
   }
   ++stats_.requests;
   ready.app->window.sent(++ready.app->in_flight);
-  if (ready.probe) log::detail("app {}: probing with row {}", ready.app->id, ready.claim.id);
+  if (ready.probe) log::debug({.app_id = ready.app->id, .row_id = ready.claim.id}, "app {}: probing with row {}", ready.app->id, ready.claim.id);
   in_flight_.emplace(tag, std::move(ready));
 }
 
 void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now) {
   if (!app.pause) {
     app.pause = AppPause{app.id, reason, now, now + config_.pause_interval_ms, config_.pause_interval_ms};
-    log::info("app {} paused: Metrix answered 403 {}; its rows stay pending; probing with one row every {}", app.id,
+    log::warning({.app_id = app.id, .http_status = 403, .error = reason}, "app {} paused: Metrix answered 403 {}; its rows stay pending; probing with one row every {}", app.id,
               reason, describe_ms(app.pause->interval_ms));
   } else if (after_probe) {
     app.pause->interval_ms = std::min(app.pause->interval_ms * 2, config_.pause_max_ms);
     app.pause->next_probe_at = now + app.pause->interval_ms;
     app.pause->reason = reason;
-    log::detail("app {} still refused ({}); next probe in {}", app.id, reason, describe_ms(app.pause->interval_ms));
+    log::debug({.app_id = app.id, .http_status = 403, .error = reason}, "app {} still refused ({}); next probe in {}", app.id, reason, describe_ms(app.pause->interval_ms));
   } else {
     return;  // answers of requests sent before the pause: it is already recorded
   }
   stored_pauses_[app.id] = *app.pause;
-  if (auto s = outbox_.save_pause(*app.pause); !s) log::info("cannot store the pause of app {}: {}", app.id, s.error().message);
+  if (auto s = outbox_.save_pause(*app.pause); !s) log::error({.app_id = app.id}, "cannot store the pause of app {}: {}", app.id, s.error().message);
 }
 
 void Relay::resume_app(AppState& app, std::int64_t now) {
-  log::info("app {} resumed: Metrix accepted an event after a pause of {} ({})", app.id,
+  log::info({.app_id = app.id}, "app {} resumed: Metrix accepted an event after a pause of {} ({})", app.id,
             describe_ms(std::max<std::int64_t>(0, (now - app.pause->since) / 1000 * 1000)), app.pause->reason);
   app.pause.reset();
   stored_pauses_.erase(app.id);
-  if (auto s = outbox_.clear_pause(app.id); !s) log::info("cannot clear the pause of app {}: {}", app.id, s.error().message);
+  if (auto s = outbox_.clear_pause(app.id); !s) log::error({.app_id = app.id}, "cannot clear the pause of app {}: {}", app.id, s.error().message);
 }
 
 void Relay::on_answer(const HttpResult& result) {
@@ -460,7 +489,6 @@ void Relay::on_answer(const HttpResult& result) {
       break;
     case Verdict::failed:
       o.status = RowStatus::failed;
-      log::detail("row {}: failed: {}", o.id, o.error);
       break;
     case Verdict::pause:
       // The app's set-up is refused, not this event: the row waits for the pause to end and
@@ -487,9 +515,15 @@ void Relay::on_answer(const HttpResult& result) {
       }
       o.status = RowStatus::pending;
       o.next_attempt_at = now + delay;
-      log::detail("row {}: {}; retry in {}", o.id, o.error, describe_ms(delay));
       break;
     }
+  }
+  if (o.status != RowStatus::sent && log::enabled(log::Level::debug)) {
+    const std::string_view outcome = row_status_name(o.status);
+    log::debug({.app_id = app.id, .row_id = o.id, .http_status = result.answer.http_status, .attempt = attempt,
+                .outcome = outcome, .error = o.error},
+               "row {}: {}: {}{}", o.id, outcome, o.error,
+               o.status == RowStatus::pending ? "; retry in " + describe_ms(o.next_attempt_at - now) : "");
   }
   outcomes_.push_back(std::move(o));
 }
@@ -504,20 +538,20 @@ void Relay::adapt_window(AppState& app, const Classification& verdict, const Htt
   const int was = app.window.window();
   app.window.answered(reply, now_us - result.elapsed_us, now_us, result.answer.http_status != 0, unit_random());
   if (app.window.window() < was && !app.window.circuit_open()) {
-    log::detail("app {}: window {} -> {} ({})", app.id, was, app.window.window(), app.window.shrink_reason());
+    log::debug({.app_id = app.id}, "app {}: window {} -> {} ({})", app.id, was, app.window.window(), app.window.shrink_reason());
   }
   if (!was_open && app.window.circuit_open()) {
-    log::info("app {}: every request fails ({}); circuit open: one probe at a time, the first in {}", app.id,
+    log::warning({.app_id = app.id, .error = verdict.error}, "app {}: every request fails ({}); circuit open: one probe at a time, the first in {}", app.id,
               verdict.error, describe_ms((app.window.next_probe_us() - now_us) / 1000));
     hand_back_app(app, now, now);
   } else if (was_open && !app.window.circuit_open()) {
-    log::info("app {}: Metrix answers again; circuit closed, the window grows back from 1", app.id);
+    log::info({.app_id = app.id}, "app {}: Metrix answers again; circuit closed, the window grows back from 1", app.id);
   }
   // Metrix asked the whole app to wait: no request of it before then (capped like a backoff).
   if (verdict.verdict == Verdict::retry && result.answer.retry_after_ms && *result.answer.retry_after_ms > 0) {
     const std::int64_t until = now + std::min(*result.answer.retry_after_ms, config_.backoff_max_ms);
     if (until > app.held_until) {
-      log::detail("app {}: {} with Retry-After; no request before {}", app.id, verdict.error, log::utc(until));
+      log::debug({.app_id = app.id, .http_status = result.answer.http_status}, "app {}: {} with Retry-After; no request before {}", app.id, verdict.error, log::utc(until));
       app.held_until = until;
     }
   }
@@ -558,13 +592,63 @@ std::string Relay::describe_windows(std::int64_t now) const {
   return text;
 }
 
+void Relay::reload(std::int64_t now) {
+  notifier_.reloading(monotonic_us());
+  log::info({}, "reloading: reading the configuration again (SIGHUP)");
+  auto fresh = control_.load ? control_.load() : Result<RelayConfig>(Error{Errc::invalid_argument, "no configuration to load"});
+  Status usable = fresh ? check_reloadable(config_, *fresh) : Status(fresh.error());
+  if (!usable) {
+    log::error({.error = usable.error().message}, "reload refused, the configuration in force stays: {}",
+               usable.error().message);
+  } else {
+    const RelayConfig before = std::exchange(config_, std::move(*fresh));
+    log::configure(config_.log_format, config_.log_level);
+    if (auto warning = insecure_warning(config_)) log::warning({}, "{}", *warning);
+    if (auto s = http_->set_max_connections(config_.concurrency); !s) {
+      log::warning({}, "cannot change the connection limit: {}", s.error().message);
+    }
+    for (const auto& [id, key] : config_.dev_keys) {
+      auto old = before.dev_keys.find(id);
+      if (old == before.dev_keys.end()) log::info({.app_id = id}, "app {}: added: its rows are sent from now on", id);
+      else if (old->second != key) log::info({.app_id = id}, "app {}: new dev key, used from the next request on", id);
+    }
+    for (const auto& [id, key] : before.dev_keys) {
+      if (!config_.dev_keys.count(id)) {
+        log::warning({.app_id = id}, "app {}: removed: its rows stay pending; requests in flight finish", id);
+      }
+    }
+    for (auto& [id, app] : apps_) {
+      const bool could_send = app->headers != nullptr;
+      configure_app(*app);
+      if (!app->headers) {
+        hand_back_app(*app, now, now);  // claimed for a key that is gone
+        if (could_send) app->reported_unroutable = false;  // say so, and note it on its rows
+      }
+    }
+    heartbeat_.interval_ms = config_.progress_interval_ms;
+    log::info({}, "reloaded: {} apps with a dev key, {} requests in flight at most, log level {}",
+              config_.dev_keys.size(), config_.concurrency, log::name(config_.log_level));
+  }
+  auto backlog = outbox_.unfinished_count();
+  notifier_.ready(service_status(backlog ? std::optional<std::int64_t>(*backlog) : std::nullopt));
+}
+
+std::string Relay::service_status(const std::optional<std::int64_t>& backlog) const {
+  std::string paused;
+  for (const auto& [id, app] : apps_) {
+    if (app->pause) paused += (paused.empty() ? "" : ", ") + id;
+  }
+  return fmt::format("sent {}, backlog {}{}{}", stats_.sent, backlog && *backlog >= 0 ? std::to_string(*backlog) : "?",
+                     paused.empty() ? "" : "; paused: ", paused);
+}
+
 void Relay::progress(std::int64_t now, bool final) {
   if (!final && now - last_progress_at_ < config_.progress_interval_ms) return;
   std::int64_t done = stats_.sent + stats_.failed + stats_.dead + stats_.held;
   double seconds = std::max<double>(1, static_cast<double>(now - last_progress_at_)) / 1000.0;
   auto backlog = outbox_.unfinished_count();
   const std::string windows = describe_windows(now);
-  log::info("{}: sent {}, failed {}, dead {}, held {}, retrying {}, in flight {}, backlog {}, {:.0f} events/s, "
+  log::info({}, "{}: sent {}, failed {}, dead {}, held {}, retrying {}, in flight {}, backlog {}, {:.0f} events/s, "
             "{} requests over {} connections, {} writes holding the lock {:.1f}% of the time{}{}",
             final ? "finished" : "progress", stats_.sent, stats_.failed, stats_.dead, stats_.held, stats_.retried,
             http_->in_flight(), backlog ? std::to_string(*backlog) : "?",
@@ -578,21 +662,22 @@ void Relay::progress(std::int64_t now, bool final) {
   heartbeat_.beat_at = now;
   heartbeat_.sent = stats_.sent;
   heartbeat_.windows = windows;
-  if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
+  if (!final) beat_due_ = true;  // written by the next write round (the last one removes it)
+  notifier_.status(service_status(backlog ? std::optional<std::int64_t>(*backlog) : std::nullopt));
 }
 
 int Relay::run() {
   if (auto pauses = outbox_.pauses(); pauses) {
     for (auto& p : *pauses) {
-      log::info("app {} is paused since an earlier run ({}); probing with one row every {}", p.app_id, p.reason,
+      log::warning({.app_id = p.app_id, .error = p.reason}, "app {} is paused since an earlier run ({}); probing with one row every {}", p.app_id, p.reason,
                 describe_ms(p.interval_ms));
       stored_pauses_[p.app_id] = p;
     }
   } else {
-    log::info("cannot read app pauses: {}", pauses.error().message);
+    log::error({}, "cannot read app pauses: {}", pauses.error().message);
     return 1;
   }
-  log::info("relaying {} to {} with {} requests in flight{}", config_.db_path, config_.endpoint, config_.concurrency,
+  log::info({}, "relaying {} to {} with {} requests in flight{}", config_.db_path, config_.endpoint, config_.concurrency,
             config_.until_idle ? ", until no row is pending" : "");
   last_progress_at_ = now_ms();
   char host[256] = {};
@@ -602,12 +687,18 @@ int Relay::run() {
   heartbeat_.started_at = heartbeat_.beat_at = last_progress_at_;
   heartbeat_.interval_ms = config_.progress_interval_ms;
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
-  if (auto s = outbox_.beat(heartbeat_); !s) log::info("cannot write the heartbeat: {}", s.error().message);
+  if (auto s = outbox_.beat(heartbeat_); !s) log::warning({}, "cannot write the heartbeat: {}", s.error().message);
+  // The database is open, its schema checked, the keys read and the configuration valid.
+  {
+    auto backlog = outbox_.unfinished_count();
+    notifier_.ready(service_status(backlog ? std::optional<std::int64_t>(*backlog) : std::nullopt));
+  }
+  if (notifier_.watchdog_us() > 0 && config_.busy_timeout_ms * 1000 > notifier_.watchdog_us() / 2) {
+    log::warning({}, "--busy-timeout {} is more than half of the watchdog interval ({}): a write of the heartbeat "
+                     "waiting on a busy database can make systemd restart the relay; set WatchdogSec= above twice it",
+                 describe_ms(config_.busy_timeout_ms), describe_ms(notifier_.watchdog_us() / 1000));
+  }
 
-  // Claimed rows kept ready beyond the requests in flight, so that every request slot stays
-  // fed while a round runs and the pause after it (at 20,000 events/s, 50 ms use 1,000 rows):
-  // the window bounds the rows claimed and not yet answered.
-  const int window = config_.concurrency + std::max(2048, config_.concurrency);
   std::int64_t next_claim_at = 0;
   std::int64_t next_write_allowed = 0;
   std::int64_t stop_deadline = 0;
@@ -615,9 +706,21 @@ int Relay::run() {
 
   for (;;) {
     std::int64_t now = now_ms();
-    if (stop_.load() && stop_deadline == 0) {
+    // Claimed rows kept ready beyond the requests in flight, so that every request slot stays
+    // fed while a round runs and the pause after it (at 20,000 events/s, 50 ms use 1,000 rows):
+    // the window bounds the rows claimed and not yet answered.
+    const int window = config_.concurrency + std::max(2048, config_.concurrency);
+    // The watchdog hears from every turn of this loop, unless a write round has run longer
+    // than a wait for the database lock can last (--busy-timeout) and then some: that round
+    // hangs (a stalled disk), and systemd should restart the relay.
+    if (!writer_->busy() || monotonic_us() - round_started_us_ < (config_.busy_timeout_ms + kHungRoundMarginMs) * 1000) {
+      notifier_.watchdog(monotonic_us());
+    }
+    if (control_.reload && control_.reload->exchange(false) && !stop_deadline) reload(now);
+    if (control_.stop->load() && stop_deadline == 0) {
+      notifier_.stopping();
       stop_deadline = now + config_.shutdown_timeout_ms;
-      log::info("stopping: no new claims; waiting up to {} for {} requests in flight",
+      log::info({}, "stopping: no new claims; waiting up to {} for {} requests in flight",
                 describe_ms(config_.shutdown_timeout_ms), http_->in_flight());
       hand_back_ready(now);
     }
@@ -640,7 +743,7 @@ int Relay::run() {
             hand_back(it->second.claim, now, now);
           }
         }
-        log::info("shutdown deadline passed: {} requests abandoned without an answer (in doubt)", in_flight_.size());
+        log::warning({}, "shutdown deadline passed: {} requests abandoned without an answer (in doubt)", in_flight_.size());
         in_flight_.clear();
         break;
       }
@@ -663,12 +766,12 @@ int Relay::run() {
         if (status.error().code == Errc::schema) {
           // A corrupt or replaced database file: waiting will not mend it, and writing more
           // could make it worse. Stop; rows in flight are sent again after their lease.
-          log::info("stopping: the database is damaged: {}; check it with 'PRAGMA integrity_check'",
+          log::error({}, "stopping: the database is damaged: {}; check it with 'PRAGMA integrity_check'",
                     status.error().message);
           exit_code = 1;
           break;
         }
-        log::info("cannot write to the outbox ({} outcomes waiting): {}; retrying in 1s", outcomes_.size(),
+        log::warning({}, "cannot write to the outbox ({} outcomes waiting): {}; retrying in 1s", outcomes_.size(),
                   status.error().message);
         storage_retry_at_ = now + 1000;
       } else {
@@ -689,7 +792,7 @@ int Relay::run() {
             auto unfinished = outbox_.unfinished_count();
             if (unfinished && *unfinished == 0) break;
             if (auto reason = blocked_reason()) {
-              log::info("cannot finish: {} rows wait: {}", unfinished ? *unfinished : -1, *reason);
+              log::error({}, "cannot finish: {} rows wait: {}", unfinished ? *unfinished : -1, *reason);
               exit_code = 1;
               break;
             }
@@ -717,7 +820,7 @@ int Relay::run() {
     int wait_ms = writer_->busy() ? 50 : static_cast<int>(std::clamp<std::int64_t>(next_write_at - now, 0, 50));
     auto results = http_->poll(wait_ms);
     if (!results) {
-      log::info("http: {}", results.error().message);
+      log::error({}, "http: {}", results.error().message);
       exit_code = 1;
       break;
     }
@@ -735,7 +838,7 @@ int Relay::run() {
     if (!stop_deadline && now >= next_claim_at && ready_count_ < size_t(window / 2)) {
       claim_limit = window - static_cast<int>(ready_count_ + http_->in_flight());
     }
-    bool write = (!outcomes_.empty() && (interval_passed || starving(now) || stop_deadline)) ||
+    bool write = ((!outcomes_.empty() || beat_due_) && (interval_passed || starving(now) || stop_deadline)) ||
                  (claim_limit > 0 && (interval_passed || starving(now)));
     if (write && !writer_->busy() && now >= storage_retry_at_) start_round(now, claim_limit);
     progress(now, false);
@@ -743,7 +846,7 @@ int Relay::run() {
 
   // The round in progress, then the outcomes still waiting; rows claimed and not sent go back.
   if (writer_->busy()) {
-    if (auto s = finish_round(writer_->wait()); !s) log::info("cannot write to the outbox: {}", s.error().message);
+    if (auto s = finish_round(writer_->wait()); !s) log::error({}, "cannot write to the outbox: {}", s.error().message);
   }
   hand_back_ready(now_ms());
   for (int tries = 0; !outcomes_.empty(); ++tries) {
@@ -752,7 +855,7 @@ int Relay::run() {
       // A damaged file is not mended by waiting: say so at once.
       const bool damaged = s.error().code == Errc::schema;
       if (damaged || tries >= 10) {
-        log::info("{} {} outcomes: {}; those rows stay 'sending' and are sent again after their lease",
+        log::error({}, "{} {} outcomes: {}; those rows stay 'sending' and are sent again after their lease",
                   damaged ? "not recording" : "giving up on recording", outcomes_.size(), s.error().message);
         exit_code = 1;
         break;
@@ -760,30 +863,31 @@ int Relay::run() {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   }
+  notifier_.stopping();  // again, for an --until-idle run that ends by itself
   progress(now_ms(), true);
-  if (auto s = outbox_.remove_heartbeat(heartbeat_.relay_id); !s) log::info("cannot remove the heartbeat: {}", s.error().message);
+  if (auto s = outbox_.remove_heartbeat(heartbeat_.relay_id); !s) log::warning({}, "cannot remove the heartbeat: {}", s.error().message);
   return exit_code;
 }
 
 }  // namespace
 
-int run_relay(const RelayConfig& config, const std::atomic<bool>& stop) {
-  log::set_verbose(config.verbose);
+int run_relay(const RelayConfig& config, const RelayControl& control) {
+  log::configure(config.log_format, config.log_level);
   if (auto s = validate(config); !s) {
-    log::info("{}", s.error().message);
+    log::error({}, "{}", s.error().message);
     return 2;
   }
-  if (auto warning = insecure_warning(config)) log::info("{}", *warning);
+  if (auto warning = insecure_warning(config)) log::warning({}, "{}", *warning);
   OpenOptions options;
   options.synchronous = config.synchronous;
   options.busy_timeout_ms = static_cast<int>(config.busy_timeout_ms);
   auto db = Database::open(config.db_path, options);
   if (!db) {
-    log::info("{}", db.error().message);
+    log::error({}, "{}", db.error().message);
     return 1;
   }
   if (auto s = check_schema(*db); !s) {
-    log::info("{}", s.error().message);
+    log::error({}, "{}", s.error().message);
     return 1;
   }
   HttpOptions http_options;
@@ -793,16 +897,16 @@ int run_relay(const RelayConfig& config, const std::atomic<bool>& stop) {
   http_options.cacert = config.cacert;
   auto http = HttpClient::create(http_options);
   if (!http) {
-    log::info("{}", http.error().message);
+    log::error({}, "{}", http.error().message);
     return 1;
   }
   // The writer thread's own connection: the loop's stays free for pauses and the heartbeat.
   auto writer_db = Database::open(config.db_path, options);
   if (!writer_db) {
-    log::info("{}", writer_db.error().message);
+    log::error({}, "{}", writer_db.error().message);
     return 1;
   }
-  Relay relay(config, *db, std::move(*http), std::move(*writer_db), stop);
+  Relay relay(config, *db, std::move(*http), std::move(*writer_db), control);
   return relay.run();
 }
 

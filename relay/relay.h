@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "relay/classify.h"
@@ -30,9 +31,20 @@ namespace metrix {
 // The request body for a claimed row.
 std::string request_body(const Claim& claim);
 
-// Runs until `stop` becomes true (SIGINT/SIGTERM), or with until_idle once no row is
-// pending or sending. Returns the exit code: 0 done, 1 a runtime failure or (until_idle)
-// rows that cannot be delivered because their app is paused or has no dev key.
-int run_relay(const RelayConfig& config, const std::atomic<bool>& stop);
+// What a running relay hears from outside. `stop` (SIGINT/SIGTERM): stop claiming, finish
+// what is in flight, exit. `reload` (SIGHUP): the loop clears it and calls `load` for the new
+// configuration; one that does not load, or changes what check_reloadable() refuses, is
+// logged and not used. `reload` and `load` may be null: no reloads.
+struct RelayControl {
+  const std::atomic<bool>* stop = nullptr;
+  std::atomic<bool>* reload = nullptr;
+  std::function<Result<RelayConfig>()> load;
+};
+
+// Runs until `stop` becomes true, or with until_idle once no row is pending or sending.
+// Under systemd (NOTIFY_SOCKET set) it tells the service manager how it is doing
+// (relay/notify.h). Returns the exit code: 0 done, 1 a runtime failure or (until_idle) rows
+// that cannot be delivered because their app is paused or has no dev key, 2 an invalid config.
+int run_relay(const RelayConfig& config, const RelayControl& control);
 
 }  // namespace metrix

@@ -86,6 +86,9 @@ WriteDone Writer::run_round(WriteJob& job) {
       if (!report) return failed(report.error());
       done.recorded = *report;
     }
+    if (job.heartbeat) {
+      if (auto s = outbox_.beat(*job.heartbeat); !s) return failed(s.error());
+    }
     for (const auto& [app, reason] : job.notes) {
       if (auto s = outbox_.note_unroutable(app, reason); !s) return failed(s.error());
     }

@@ -2,7 +2,8 @@
 // so that requests keep flowing while outcomes commit (a round holds the write lock for
 // milliseconds, the fsync included; on the relay's one loop no answer was read meanwhile).
 //
-// A round is one BEGIN IMMEDIATE transaction: record the answered outcomes, list the apps
+// A round is one BEGIN IMMEDIATE transaction: record the answered outcomes, write the relay's
+// heartbeat when one is due, list the apps
 // with unfinished rows, note why unroutable apps are not sent, and claim due rows of the
 // apps the loop opened. All of it commits or none of it: a round that fails hands its
 // outcomes back to the loop, claims nothing, and leaves the database as it was.
@@ -41,6 +42,9 @@ struct WriteJob {
   // The relay's other connection changed rows (heartbeat, pause) since the last round was
   // handed over: a change of data_version is then not taken for a producer's commit.
   bool loop_wrote = false;
+  // The relay's heartbeat, written in the round rather than on the loop's thread, so that a
+  // producer holding the write lock never stalls the loop (and its watchdog pings).
+  std::optional<Heartbeat> heartbeat;
 };
 
 struct WriteDone {

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
+#include <optional>
 
 #include "relay/config.h"
 #include "relay/relay.h"
@@ -13,15 +15,19 @@ namespace metrix::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 
 void on_stop_signal(int) { g_stop.store(true); }
+void on_reload_signal(int) { g_reload.store(true); }
 
-void install_stop_handlers() {
+void install_signal_handlers() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  action.sa_handler = on_reload_signal;
+  sigaction(SIGHUP, &action, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
 
@@ -31,8 +37,84 @@ struct RunFlags {
   std::string lease, timeout, backoff_base, backoff_max, max_age, pause_interval, pause_max, poll_interval, commit_interval, busy_timeout,
       progress_interval, shutdown_timeout;
   int concurrency = 0, max_attempts = 0;
+  std::string log_format, log_level;
   bool until_idle = false, verbose = false, allow_insecure_http = false;
+  std::map<std::string, bool> given;  // flag names without dashes: given on the command line
 };
+
+// The configuration from the flags, the config file, the key files and METRIX_DEV_KEY: at
+// start, and again on each SIGHUP (the flags as at start, the files as they are now).
+Result<RelayConfig> load_config(const RunFlags& f) {
+  RelayConfig config;
+  const auto& given = f.given;
+  auto is_given = [&](const char* name) { return given.at(name); };
+  auto invalid = [](std::string message) { return Error{Errc::invalid_argument, std::move(message)}; };
+  std::optional<Error> bad;
+  auto duration = [&](const char* flag, const std::string& text, std::int64_t& out) {
+    if (!is_given(flag) || bad) return;
+    if (auto ms = parse_duration_ms(text)) out = *ms;
+    else bad = invalid(fmt::format("--{}: {}", flag, ms.error().message));
+  };
+  if (is_given("db")) config.db_path = f.db;
+  if (is_given("endpoint")) config.endpoint = f.endpoint;
+  if (is_given("app-id")) config.default_app_id = f.app_id;
+  if (is_given("cacert")) config.cacert = f.cacert;
+  if (is_given("concurrency")) config.concurrency = f.concurrency;
+  if (is_given("max-attempts")) config.max_attempts = f.max_attempts;
+  if (is_given("until-idle")) config.until_idle = f.until_idle;
+  if (is_given("allow-insecure-http")) config.allow_insecure_http = f.allow_insecure_http;
+  if (is_given("in-doubt")) {
+    if (f.in_doubt == "resend") config.in_doubt = InDoubtPolicy::resend;
+    else if (f.in_doubt == "hold") config.in_doubt = InDoubtPolicy::hold;
+    else return invalid("--in-doubt must be resend or hold");
+  }
+  if (is_given("synchronous")) {
+    if (f.synchronous == "full") config.synchronous = Synchronous::full;
+    else if (f.synchronous == "normal") config.synchronous = Synchronous::normal;
+    else return invalid("--synchronous must be full or normal");
+  }
+  if (is_given("log-format")) {
+    auto format = log::parse_format(f.log_format);
+    if (!format) return invalid("--log-format must be text, json or journal");
+    config.log_format = *format;
+  }
+  if (is_given("log-level")) {
+    auto level = log::parse_level(f.log_level);
+    if (!level) return invalid("--log-level must be debug, info, warning or error");
+    config.log_level = *level;
+  }
+  if (is_given("verbose") && f.verbose) config.log_level = log::Level::debug;
+  duration("lease", f.lease, config.lease_ms);
+  duration("timeout", f.timeout, config.timeout_ms);
+  duration("backoff-base", f.backoff_base, config.backoff_base_ms);
+  duration("backoff-max", f.backoff_max, config.backoff_max_ms);
+  duration("max-age", f.max_age, config.max_age_ms);
+  duration("pause-interval", f.pause_interval, config.pause_interval_ms);
+  duration("pause-max", f.pause_max, config.pause_max_ms);
+  duration("poll-interval", f.poll_interval, config.poll_interval_ms);
+  duration("commit-interval", f.commit_interval, config.commit_interval_ms);
+  duration("busy-timeout", f.busy_timeout, config.busy_timeout_ms);
+  duration("progress-interval", f.progress_interval, config.progress_interval_ms);
+  duration("shutdown-timeout", f.shutdown_timeout, config.shutdown_timeout_ms);
+  if (bad) return *bad;
+  if (!f.config_file.empty()) {
+    if (auto s = apply_config_file(f.config_file, given, config); !s) return s.error();
+  }
+  // The default app's key: --dev-key-file, else the config file's, else METRIX_DEV_KEY. The
+  // app may be named by --app-id or by the config file.
+  if (is_given("dev-key-file")) {
+    if (!config.default_app_id) {
+      return invalid("--dev-key-file needs an app: give --app-id, or app-id in the config file");
+    }
+    auto key = read_key_file(f.dev_key_file);
+    if (!key) return key.error();
+    config.dev_keys[*config.default_app_id] = *key;
+  } else if (config.default_app_id && !config.dev_keys.count(*config.default_app_id)) {
+    if (const char* env = std::getenv("METRIX_DEV_KEY"); env && *env) config.dev_keys[*config.default_app_id] = env;
+  }
+  if (auto s = validate(config); !s) return s.error();
+  return config;
+}
 
 }  // namespace
 
@@ -58,6 +140,11 @@ void add_run(CLI::App& app, int& exit_code) {
       "Each failed row waits its own backoff (full jitter, --backoff-base doubling to --backoff-max).\n"
       "The progress line shows each app's window; --verbose logs every decrease and why.\n\n"
       "SIGINT/SIGTERM: stop claiming, let requests in flight finish (--shutdown-timeout), record them, exit 0.\n"
+      "SIGHUP: read the config file and the key files again; apps, keys, limits, intervals and the log\n"
+      "settings change without a restart. A configuration with an error is not used (the log says why);\n"
+      "db, synchronous, busy-timeout, timeout, cacert and until-idle need a restart.\n"
+      "Under systemd (NOTIFY_SOCKET), the relay reports READY=1, STATUS=, RELOADING=1, STOPPING=1 and\n"
+      "watchdog pings (WATCHDOG_USEC) from its loop.\n"
       "Exit codes: 0 done, 1 runtime failure or (--until-idle) rows that cannot be delivered because\n"
       "their app is paused or has no dev key, 2 invalid options.\n\n"
       "Examples:\n"
@@ -93,81 +180,28 @@ void add_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--cacert", f->cacert, "extra CA certificate (PEM) to trust for https, besides the system's");
   cmd->add_flag("--until-idle", f->until_idle, "exit once no row is pending or sending");
   cmd->add_flag("--allow-insecure-http", f->allow_insecure_http, "allow plain http to a host that is not loopback");
-  cmd->add_flag("-v,--verbose", f->verbose, "log every retry, failure and probe");
+  cmd->add_option("--log-format", f->log_format,
+                  "text (default): lines on stderr; json: one JSON object a line on stderr; journal: native "
+                  "journald fields (APP_ID, ROW_ID, ...)");
+  cmd->add_option("--log-level", f->log_level, "debug, info (default), warning or error");
+  cmd->add_flag("-v,--verbose", f->verbose, "log every retry, failure and probe (--log-level debug)");
 
   cmd->callback([f, cmd, &exit_code] {
-    RelayConfig config;
-    std::map<std::string, bool> given;
     for (const char* name : {"db", "endpoint", "app-id", "dev-key-file", "concurrency", "lease", "timeout",
                              "backoff-base", "backoff-max", "max-attempts", "max-age", "pause-interval", "pause-max",
-                             "poll-interval", "commit-interval", "busy-timeout", "progress-interval", "shutdown-timeout", "in-doubt", "synchronous",
-                             "cacert", "until-idle", "allow-insecure-http", "verbose"}) {
-      given[name] = cmd->count(std::string("--") + name) > 0;
+                             "poll-interval", "commit-interval", "busy-timeout", "progress-interval", "shutdown-timeout",
+                             "in-doubt", "synchronous", "cacert", "until-idle", "allow-insecure-http", "verbose",
+                             "log-format", "log-level"}) {
+      f->given[name] = cmd->count(std::string("--") + name) > 0;
     }
-    auto invalid = [&](const Error& e) { exit_code = fail(Error{Errc::invalid_argument, e.message}); };
-    auto duration = [&](const std::string& flag, const std::string& text, std::int64_t& out) -> bool {
-      if (!given[flag]) return true;
-      auto ms = parse_duration_ms(text);
-      if (!ms) {
-        invalid(Error{Errc::invalid_argument, "--" + flag + ": " + ms.error().message});
-        return false;
-      }
-      out = *ms;
-      return true;
-    };
-    if (given["db"]) config.db_path = f->db;
-    if (given["endpoint"]) config.endpoint = f->endpoint;
-    if (given["app-id"]) config.default_app_id = f->app_id;
-    if (given["cacert"]) config.cacert = f->cacert;
-    if (given["concurrency"]) config.concurrency = f->concurrency;
-    if (given["max-attempts"]) config.max_attempts = f->max_attempts;
-    if (given["until-idle"]) config.until_idle = f->until_idle;
-    if (given["verbose"]) config.verbose = f->verbose;
-    if (given["allow-insecure-http"]) config.allow_insecure_http = f->allow_insecure_http;
-    if (given["in-doubt"]) {
-      if (f->in_doubt == "resend") config.in_doubt = InDoubtPolicy::resend;
-      else if (f->in_doubt == "hold") config.in_doubt = InDoubtPolicy::hold;
-      else return invalid(Error{Errc::invalid_argument, "--in-doubt must be resend or hold"});
-    }
-    if (given["synchronous"]) {
-      if (f->synchronous == "full") config.synchronous = Synchronous::full;
-      else if (f->synchronous == "normal") config.synchronous = Synchronous::normal;
-      else return invalid(Error{Errc::invalid_argument, "--synchronous must be full or normal"});
-    }
-    if (!duration("lease", f->lease, config.lease_ms) || !duration("timeout", f->timeout, config.timeout_ms) ||
-        !duration("backoff-base", f->backoff_base, config.backoff_base_ms) ||
-        !duration("backoff-max", f->backoff_max, config.backoff_max_ms) ||
-        !duration("max-age", f->max_age, config.max_age_ms) ||
-        !duration("pause-interval", f->pause_interval, config.pause_interval_ms) ||
-        !duration("pause-max", f->pause_max, config.pause_max_ms) ||
-        !duration("poll-interval", f->poll_interval, config.poll_interval_ms) ||
-        !duration("commit-interval", f->commit_interval, config.commit_interval_ms) ||
-        !duration("busy-timeout", f->busy_timeout, config.busy_timeout_ms) ||
-        !duration("progress-interval", f->progress_interval, config.progress_interval_ms) ||
-        !duration("shutdown-timeout", f->shutdown_timeout, config.shutdown_timeout_ms)) {
+    auto config = load_config(*f);
+    if (!config) {
+      exit_code = fail(config.error());
       return;
     }
-    // The default app's key: --dev-key-file, else METRIX_DEV_KEY.
-    if (config.default_app_id) {
-      if (given["dev-key-file"]) {
-        auto key = read_key_file(f->dev_key_file);
-        if (!key) return invalid(key.error());
-        config.dev_keys[*config.default_app_id] = *key;
-      } else if (const char* env = std::getenv("METRIX_DEV_KEY"); env && *env) {
-        config.dev_keys[*config.default_app_id] = env;
-      }
-    } else if (given["dev-key-file"]) {
-      return invalid(Error{Errc::invalid_argument, "--dev-key-file needs --app-id (the app the key belongs to)"});
-    }
-    if (!f->config_file.empty()) {
-      if (auto s = apply_config_file(f->config_file, given, config); !s) return invalid(s.error());
-      if (config.default_app_id && !config.dev_keys.count(*config.default_app_id)) {
-        if (const char* env = std::getenv("METRIX_DEV_KEY"); env && *env) config.dev_keys[*config.default_app_id] = env;
-      }
-    }
-    if (auto s = validate(config); !s) return invalid(s.error());
-    install_stop_handlers();
-    exit_code = run_relay(config, g_stop);
+    install_signal_handlers();
+    RelayControl control{&g_stop, &g_reload, [f] { return load_config(*f); }};
+    exit_code = run_relay(*config, control);
   });
 }
 
