@@ -257,6 +257,32 @@ TEST_CASE("SIGHUP with a config that adds an app starts its rows flowing; a brok
   CHECK(relay.err().find("second-key-8d1e") == std::string::npos);
 }
 
+TEST_CASE("SIGHUP with a rotated dev key sends the next request with the new key") {
+  TempDir dir;
+  make_outbox(dir.db(), 20, "taqsq", std::string("app1"));
+  // Metrix knows only the new key: the old one is refused with a 403, which pauses the app.
+  auto fake = FakeMetrix::start(dir, {"--app", "app1"}, {{"FAKE_METRIX_KEYS", "app1=rotated-key-77c0"}});
+  const auto config = dir.file("relay.toml");
+  const std::string base = "db = \"" + dir.db() + "\"\nendpoint = \"" + fake.url() +
+                           "\"\npause-interval = \"100ms\"\npause-max = \"200ms\"\n";
+  write_file(config, base + app_key_config(dir, "app1", kDevKey));
+  auto relay = Process::start({relay_binary(), "run", "--config", config.string()}, {});
+  REQUIRE_MESSAGE(wait_for_text(relay, "app app1 paused: Metrix answered 403", 30s), relay.err());
+  CHECK(count_status(dir.db(), "sent") == 0);
+
+  // The key file is rewritten in place, as an operator rotating a key would.
+  app_key_config(dir, "app1", "rotated-key-77c0");
+  relay.kill(SIGHUP);
+  CHECK_MESSAGE(wait_for_text(relay, "app app1: new dev key", 30s), relay.err());
+  CHECK_MESSAGE(wait_for_sent(dir.db(), 20, 60s), relay.err());
+  CHECK(wait_for_text(relay, "app app1 resumed", 30s));
+
+  relay.kill(SIGTERM);
+  CHECK(relay.wait(30s) == 0);
+  CHECK(relay.err().find("rotated-key-77c0") == std::string::npos);
+  CHECK(relay.err().find(kDevKey) == std::string::npos);
+}
+
 TEST_CASE("--dev-key-file works with the app named in the config file") {
   TempDir dir;
   make_outbox(dir.db(), 10);
