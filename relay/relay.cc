@@ -102,7 +102,6 @@ class Relay {
   Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, Database writer_db,
         const RelayControl& control)
       : config_(config),
-        db_(db),
         outbox_(db),
         http_(std::move(http)),
         writer_(std::make_unique<Writer>(std::move(writer_db), [http = http_.get()] { http->wakeup(); })),
@@ -159,8 +158,9 @@ class Relay {
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   RelayConfig config_;  // replaced by a reload
-  Database& db_;   // this thread's connection: pauses, heartbeat, counts; the writer has its own
-  Outbox outbox_;  // on db_
+  // On this thread's connection: reads (pauses at start, counts) and the first and last
+  // heartbeat; rounds write on the writer's connection.
+  Outbox outbox_;
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<Writer> writer_;  // after http_: it wakes http_ until it stops
   const RelayControl& control_;
@@ -185,7 +185,7 @@ class Relay {
   bool round_found_apps_ = false;       // it listed an app the round before did not
   std::int64_t storage_retry_at_ = 0;   // after a storage error: no writes before this
   std::int64_t producers_seen_at_ = -1'000'000;  // when a round last saw another connection's commit
-  std::int64_t loop_changes_ = 0;       // db_.total_changes() when the last round was handed over
+  std::vector<std::pair<std::string, std::optional<AppPause>>> pause_writes_;  // for the next round
   // Outcomes as committed (fenced ones are not counted), and requests started.
   struct Counts {
     std::int64_t sent = 0, failed = 0, dead = 0, held = 0, retried = 0, requests = 0;
@@ -251,8 +251,7 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
   job.claim_limit = claim_limit;
   job.outcomes = std::exchange(outcomes_, {});
   if (std::exchange(beat_due_, false)) job.heartbeat = heartbeat_;
-  const std::int64_t changes = db_.total_changes();
-  job.loop_wrote = changes != std::exchange(loop_changes_, changes);
+  job.pauses = std::exchange(pause_writes_, {});
   // Only apps the last round listed: an app new to this relay is claimed from the round after
   // the one that found it, once its state here says whether it may be sent to.
   for (const auto& app_value : active_apps_) {
@@ -291,6 +290,8 @@ Status Relay::finish_round(WriteDone done) {
     // written again.
     outcomes_.insert(outcomes_.begin(), std::make_move_iterator(done.unrecorded.begin()),
                      std::make_move_iterator(done.unrecorded.end()));
+    pause_writes_.insert(pause_writes_.begin(), std::make_move_iterator(done.unwritten_pauses.begin()),
+                         std::make_move_iterator(done.unwritten_pauses.end()));
     for (AppState* app : notes) app->reported_unroutable = false;
     return done.status;
   }
@@ -448,7 +449,7 @@ void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe
     return;  // answers of requests sent before the pause: it is already recorded
   }
   stored_pauses_[app.id] = *app.pause;
-  if (auto s = outbox_.save_pause(*app.pause); !s) log::error({.app_id = app.id}, "cannot store the pause of app {}: {}", app.id, s.error().message);
+  pause_writes_.emplace_back(app.id, *app.pause);
 }
 
 void Relay::resume_app(AppState& app, std::int64_t now) {
@@ -456,7 +457,7 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
             describe_ms(std::max<std::int64_t>(0, (now - app.pause->since) / 1000 * 1000)), app.pause->reason);
   app.pause.reset();
   stored_pauses_.erase(app.id);
-  if (auto s = outbox_.clear_pause(app.id); !s) log::error({.app_id = app.id}, "cannot clear the pause of app {}: {}", app.id, s.error().message);
+  pause_writes_.emplace_back(app.id, std::nullopt);
 }
 
 void Relay::on_answer(const HttpResult& result) {
@@ -754,7 +755,7 @@ int Relay::run() {
       const int claim_limit = round_claim_limit_;
       const size_t claimed = done->claims.size();
       const bool had_outcomes = done->recorded.recorded + done->recorded.fenced > 0;
-      const std::optional<bool> others_wrote = done->others_wrote;
+      const bool others_wrote = done->others_wrote;
       const std::int64_t lock_us = done->lock_us;
       const std::optional<std::int64_t> next_due_at = done->next_due_at;
       const auto status = finish_round(std::move(*done));
@@ -779,9 +780,7 @@ int Relay::run() {
         // least 4·d, so the relay holds the write lock at most a fifth of the time however
         // fast it drains, and a producer's commit waits for one round at most. Alone (no other
         // connection committed for a second), the next round may start after the interval.
-        // A round that cannot tell (the relay's heartbeat or pause write changed the version
-        // too) keeps the verdict it started with.
-        if (others_wrote.value_or(beside_producers(round_now_))) producers_seen_at_ = now;
+        if (others_wrote) producers_seen_at_ = now;
         next_write_allowed =
             now + std::max(config_.commit_interval_ms, beside_producers(now) ? 4 * lock_us / 1000 : 0);
         if (claim_limit > 0 && claimed == 0 && !round_found_apps_) {
@@ -838,7 +837,7 @@ int Relay::run() {
     if (!stop_deadline && now >= next_claim_at && ready_count_ < size_t(window / 2)) {
       claim_limit = window - static_cast<int>(ready_count_ + http_->in_flight());
     }
-    bool write = ((!outcomes_.empty() || beat_due_) && (interval_passed || starving(now) || stop_deadline)) ||
+    bool write = ((!outcomes_.empty() || beat_due_ || !pause_writes_.empty()) && (interval_passed || starving(now) || stop_deadline)) ||
                  (claim_limit > 0 && (interval_passed || starving(now)));
     if (write && !writer_->busy() && now >= storage_retry_at_) start_round(now, claim_limit);
     progress(now, false);

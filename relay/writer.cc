@@ -62,6 +62,7 @@ WriteDone Writer::run_round(WriteJob& job) {
     // and no row is ours.
     done.status = std::move(error);
     done.unrecorded = std::move(job.outcomes);
+    done.unwritten_pauses = std::move(job.pauses);
     done.claims.clear();
     done.active_apps.clear();
     done.recorded = {};
@@ -79,7 +80,7 @@ WriteDone Writer::run_round(WriteJob& job) {
     auto version = db_.data_version();
     if (!version) return failed(version.error());
     const bool changed = data_version_ && *data_version_ != *version;
-    if (!(changed && job.loop_wrote)) done.others_wrote = changed;
+    done.others_wrote = changed;
     data_version_ = *version;
     if (!job.outcomes.empty()) {
       auto report = outbox_.record(job.outcomes);
@@ -88,6 +89,9 @@ WriteDone Writer::run_round(WriteJob& job) {
     }
     if (job.heartbeat) {
       if (auto s = outbox_.beat(*job.heartbeat); !s) return failed(s.error());
+    }
+    for (const auto& [app, pause] : job.pauses) {
+      if (auto s = pause ? outbox_.save_pause(*pause) : outbox_.clear_pause(app); !s) return failed(s.error());
     }
     for (const auto& [app, reason] : job.notes) {
       if (auto s = outbox_.note_unroutable(app, reason); !s) return failed(s.error());

@@ -3,7 +3,7 @@
 // milliseconds, the fsync included; on the relay's one loop no answer was read meanwhile).
 //
 // A round is one BEGIN IMMEDIATE transaction: record the answered outcomes, write the relay's
-// heartbeat when one is due, list the apps
+// heartbeat and app pauses when due, list the apps
 // with unfinished rows, note why unroutable apps are not sent, and claim due rows of the
 // apps the loop opened. All of it commits or none of it: a round that fails hands its
 // outcomes back to the loop, claims nothing, and leaves the database as it was.
@@ -39,17 +39,17 @@ struct WriteJob {
   std::map<std::optional<std::string>, int> gates;
   // Apps whose pending rows get last_error = reason (Outbox::note_unroutable).
   std::vector<std::pair<std::optional<std::string>, std::string>> notes;
-  // The relay's other connection changed rows (heartbeat, pause) since the last round was
-  // handed over: a change of data_version is then not taken for a producer's commit.
-  bool loop_wrote = false;
-  // The relay's heartbeat, written in the round rather than on the loop's thread, so that a
-  // producer holding the write lock never stalls the loop (and its watchdog pings).
+  // The relay's own rows, written in the round rather than on the loop's thread, so that a
+  // producer holding the write lock never stalls the loop (and its watchdog pings): the
+  // heartbeat when one is due, and app pauses to store (a value) or clear (nullopt), in order.
   std::optional<Heartbeat> heartbeat;
+  std::vector<std::pair<std::string, std::optional<AppPause>>> pauses;
 };
 
 struct WriteDone {
   Status status;                  // failed: nothing of the round was written
   std::vector<Outcome> unrecorded;  // the job's outcomes, when the round failed
+  std::vector<std::pair<std::string, std::optional<AppPause>>> unwritten_pauses;  // likewise
   RecordReport recorded;
   std::vector<Claim> claims;      // leased to this relay by the round
   std::vector<std::optional<std::string>> active_apps;  // apps with pending or sending rows
@@ -57,9 +57,9 @@ struct WriteDone {
   // the next claim is worth making, rather than a poll interval later.
   std::optional<std::int64_t> next_due_at;
   std::int64_t lock_us = 0;       // how long the round held the write lock
-  // A connection not this relay's committed since the round before; nullopt when the relay's
-  // other connection wrote too, so that a change cannot be told apart.
-  std::optional<bool> others_wrote;
+  // A connection not this relay's committed since the round before. (The relay's loop writes
+  // nothing between rounds: every change of data_version is another process's.)
+  bool others_wrote = false;
 };
 
 class Writer {

@@ -87,8 +87,6 @@ class Database {
   // PRAGMA data_version: changes between two calls exactly when another connection
   // committed in between (this connection's own commits leave it alone).
   Result<std::int64_t> data_version();
-  // Rows this connection has changed since it opened (sqlite3_total_changes64).
-  std::int64_t total_changes() const { return sqlite3_total_changes64(db_.get()); }
 
  private:
   std::unique_ptr<sqlite3, SqliteCloser> db_;
