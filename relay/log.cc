@@ -19,6 +19,14 @@ namespace {
 Format g_format = Format::text;
 Level g_level = Level::info;
 bool g_journal_stream = false;
+bool g_journal_socket = false;
+
+// sd_journal_send() reports success when there is no journal at all (it drops the record
+// silently), so the journal's socket is looked for first.
+bool journal_socket_exists() {
+  struct stat st {};
+  return stat("/run/systemd/journal/socket", &st) == 0 && S_ISSOCK(st.st_mode);
+}
 
 // systemd sets $JOURNAL_STREAM to "device:inode" of the stream it connected stderr to; it is
 // the journal only while stderr is still that stream (not redirected by a parent).
@@ -113,6 +121,7 @@ void configure(Format format, Level level) {
   g_format = format;
   g_level = level;
   g_journal_stream = stderr_is_journal();
+  g_journal_socket = format == Format::journal && journal_socket_exists();
 }
 
 bool enabled(Level level) { return level >= g_level; }
@@ -148,7 +157,7 @@ std::string render(Format format, Level level, std::int64_t time_ms, std::string
 
 void write(Level level, std::string_view message, const Fields& fields) {
   if (!enabled(level)) return;
-  if (g_format == Format::journal && send_journal(level, message, fields)) return;
+  if (g_format == Format::journal && g_journal_socket && send_journal(level, message, fields)) return;
   // No journal to send to (not under systemd): the text form on stderr, so nothing is lost.
   const Format format = g_format == Format::journal ? Format::text : g_format;
   write_stderr(render(format, level, now_ms(), message, fields, g_journal_stream));

@@ -5,7 +5,8 @@
 //            line starts with its syslog priority ("<4>") instead;
 //   json     one JSON object a line on stderr: time (RFC 3339 UTC, ms), level, msg, and the
 //            record's fields (app_id, row_id, http_status, attempt, outcome, error);
-//   journal  native journald fields through sd_journal_send: MESSAGE, PRIORITY,
+//   journal  native journald fields through sd_journal_send (the text form on stderr when
+//            there is no journal socket): MESSAGE, PRIORITY,
 //            SYSLOG_IDENTIFIER, and APP_ID, ROW_ID, HTTP_STATUS, ATTEMPT, OUTCOME, ERROR.
 // Records below the level (--log-level) are dropped. Nothing that reaches the log may contain
 // a dev key. The log is configured once at start and again on a reload, both on the loop's

@@ -368,3 +368,28 @@ TEST_CASE("with stderr on the journal the text lines carry a priority and no tim
   CHECK(other.exit_code == 0);
   CHECK(std::regex_search(other.err, std::regex(R"(^\d{4}-\d\d-\d\dT[^ ]+Z metrix-relay: relaying )")));
 }
+
+TEST_CASE("--log-format journal where there is no journal writes the text lines to stderr, losing nothing") {
+  if (std::filesystem::exists("/run/systemd/journal/socket")) {
+    MESSAGE("skipped: this machine has a journal, which would take the records");
+    return;
+  }
+  TempDir dir;
+  make_outbox(dir.db(), 5);
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  auto r = run(relay_args(dir.db(), fake.url(), {"--until-idle", "--log-format", "journal"}), {}, relay_env(), 60s);
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(r.err.find("metrix-relay: relaying ") != std::string::npos);
+  CHECK(r.err.find("metrix-relay: finished: sent 5") != std::string::npos);
+}
+
+TEST_CASE("an unknown log format or level is refused with exit 2, naming the setting") {
+  TempDir dir;
+  auto bad_flag = run({relay_binary(), "run", "--db", dir.db(), "--log-format", "xml"}, {}, {}, 30s);
+  CHECK(bad_flag.exit_code == 2);
+  CHECK(bad_flag.err.find("--log-format must be text, json or journal") != std::string::npos);
+  write_file(dir.file("relay.toml"), "log-level = \"loud\"\n");
+  auto bad_key = run({relay_binary(), "run", "--db", dir.db(), "--config", dir.file("relay.toml").string()}, {}, {}, 30s);
+  CHECK(bad_key.exit_code == 2);
+  CHECK(bad_key.err.find("'log-level' must be \"debug\", \"info\", \"warning\" or \"error\"") != std::string::npos);
+}
