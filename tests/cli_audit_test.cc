@@ -403,11 +403,13 @@ TEST_CASE("every query of the README's Audit SQL section runs on a relayed outbo
 TEST_CASE("a count or an id that is not a whole number in range is refused, naming the flag and the rule") {
   TempDir dir;
   make_outbox(dir.db(), 1);
-  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+  for (const auto& c : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"import", "--db", dir.db(), "--chunk", "0"}, "--chunk: '0' is not a whole number of at least 1"},
            {{"import", "--db", dir.db(), "--chunk", "abc"}, "--chunk: 'abc' is not a whole number of at least 1"},
            {{"list", "--db", dir.db(), "--limit", "-1"}, "--limit: '-1' is not a whole number of at least 0"},
            {{"show", "--db", dir.db(), "1x"}, "id: '1x' is not a whole number of at least 0"}}) {
+    const auto& args = c.first;  // (not a structured binding: doctest's macros capture it)
+    const auto& says = c.second;
     CAPTURE(args[0]);
     auto r = relay_cli(args);
     CHECK(r.exit_code == 2);
@@ -420,12 +422,14 @@ TEST_CASE("an unknown status or a --since after --until is refused, saying what 
   TempDir dir;
   make_outbox(dir.db(), 1);
   const std::string statuses = "--status bogus: not a status; the statuses are pending, sending, sent, failed, dead, held";
-  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+  for (const auto& c : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"list", "--db", dir.db(), "--status", "bogus"}, statuses},
            {{"requeue", "--db", dir.db(), "--status", "bogus"}, statuses},
            {{"purge", "--db", dir.db(), "--older-than", "1d", "--status", "bogus"}, statuses},  // before: no list
            {{"list", "--db", dir.db(), "--since", "2h", "--until", "3h"},
             "--since 2h is not before --until 3h: no row can match"}}) {  // before: "no rows match"
+    const auto& args = c.first;  // (not a structured binding: doctest's macros capture it)
+    const auto& says = c.second;
     CAPTURE(args[0]);
     auto r = relay_cli(args);
     CHECK(r.exit_code == 2);

@@ -30,7 +30,10 @@ const std::string kLatest = std::to_string(metrix::latest_schema_version());
 // "1,2,...": the versions a fully migrated database has recorded.
 std::string all_versions() {
   std::string versions;
-  for (int v = 1; v <= metrix::latest_schema_version(); ++v) versions += (v > 1 ? "," : "") + std::to_string(v);
+  for (int v = 1; v <= metrix::latest_schema_version(); ++v) {
+    if (v > 1) versions += ',';
+    versions += std::to_string(v);
+  }
   return versions;
 }
 

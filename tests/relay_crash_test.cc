@@ -153,7 +153,9 @@ TEST_CASE("two relays on one database, killed in turn under load, lose nothing a
   }
   CHECK(copies.size() == static_cast<size_t>(events));
   std::int64_t duplicates = 0, after_answer = 0;
-  for (auto& [body, arrivals] : copies) {
+  for (auto& copy : copies) {
+    const auto& body = copy.first;  // (not a structured binding: CHECK_MESSAGE captures it)
+    auto& arrivals = copy.second;
     std::sort(arrivals.begin(), arrivals.end());
     duplicates += static_cast<std::int64_t>(arrivals.size()) - 1;
     for (size_t i = 1; i < arrivals.size(); ++i) {

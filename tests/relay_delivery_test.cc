@@ -258,11 +258,14 @@ TEST_CASE("bad run options exit 2 with a message naming the option") {
   // (before: a directory as --config ran against the default endpoint) or with a wrong cause
   // (before: a directory as key file was "readable by others", with a chmod hint).
   const std::string folder = dir.path().string(), missing = dir.file("missing.toml").string();
-  for (const auto& [flag, path, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+  for (const auto& c : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"--config", folder, folder + ": is a directory, not a file"},
            {"--config", missing, missing + ": cannot read it: No such file or directory"},
            {"--dev-key-file", folder, "dev key file " + folder + ": is a directory, not a file"},
            {"--dev-key-file", missing, "dev key file " + missing + ": cannot read it: No such file or directory"}}) {
+    const std::string& flag = std::get<0>(c);  // (not a structured binding: doctest's macros capture these)
+    const std::string& path = std::get<1>(c);
+    const std::string& says = std::get<2>(c);
     CAPTURE(flag);
     CAPTURE(path);
     auto r = run({relay_binary(), "run", "--db", dir.db(), "--app-id", "a", flag, path, "--until-idle"},

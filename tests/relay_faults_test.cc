@@ -382,7 +382,9 @@ TEST_CASE("rows waiting for a request slot are never sent after their lease ends
   // no answer in time (in doubt, sent again; slow builds such as ThreadSanitizer's see that).
   // A relay sending a row whose lease had ended would leave a copy with no attempt, its
   // outcome fenced off by the newer claim.
-  for (const auto& [body, n] : copies) {
+  for (const auto& copy : copies) {
+    const auto& body = copy.first;  // (not a structured binding: CHECK_MESSAGE captures it)
+    const auto n = copy.second;
     auto user = nlohmann::json::parse(body)["metrixUserId"].get<std::string>();  // "user-<row id>"
     CHECK_MESSAGE(n == scalar(dir.db(), "SELECT count(*) FROM metrix_outbox_attempt WHERE outbox_id = " + user.substr(5)),
                   body);
