@@ -14,15 +14,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool wait_for_text(Process& process, const std::string& needle, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (process.err().find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
-
 std::int64_t requests(const FakeMetrix& fake) { return fake.stats()["requests"].get<std::int64_t>(); }
 
 // Every sent row's attempt history is true: one attempt row per counted attempt, numbered
@@ -68,7 +59,7 @@ TEST_CASE("when every request fails the relay probes one request at a time, rows
                                                                 "--backoff-max", "1s", "--progress-interval", "200ms",
                                                                 "--max-attempts", "100"}),
                               relay_env());
-  REQUIRE_MESSAGE(wait_for_text(relay, "circuit open", 60s), relay.err());
+  REQUIRE_MESSAGE(relay.wait_for_err("circuit open", 60s), relay.err());
 
   // Open: the rows go back to pending and are not claimed again, but for one probe.
   auto deadline = std::chrono::steady_clock::now() + 30s;

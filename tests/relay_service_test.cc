@@ -78,15 +78,6 @@ class NotifySocket {
   std::vector<std::string> seen_;
 };
 
-bool wait_for_text(Process& process, const std::string& needle, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (process.err().find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
-
 bool wait_for_sent(const std::string& db, std::int64_t n, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -224,17 +215,17 @@ TEST_CASE("SIGHUP with a config that adds an app starts its rows flowing; a brok
                                "--backoff-base", "10ms", "--backoff-max", "100ms"},
                               {});
   REQUIRE_MESSAGE(wait_for_sent(dir.db(), 30, 60s), relay.err());
-  REQUIRE(wait_for_text(relay, "no dev key for app app2", 30s));
+  REQUIRE(relay.wait_for_err("no dev key for app app2", 30s));
   CHECK(count_status(dir.db(), "pending") == 20);
 
   // A config file that does not parse: refused, and the relay goes on with the old one.
   write_file(config, base + "concurrency = \n");
   relay.kill(SIGHUP);
-  CHECK_MESSAGE(wait_for_text(relay, "reload refused, the configuration in force stays", 30s), relay.err());
+  CHECK_MESSAGE(relay.wait_for_err("reload refused, the configuration in force stays", 30s), relay.err());
   // A config that would move the relay to another database: refused too.
   write_file(config, "db = \"" + dir.file("other.db").string() + "\"\n" + app_key_config(dir, "app1", kDevKey));
   relay.kill(SIGHUP);
-  CHECK_MESSAGE(wait_for_text(relay, "db cannot change on reload", 30s), relay.err());
+  CHECK_MESSAGE(relay.wait_for_err("db cannot change on reload", 30s), relay.err());
   {
     auto db = metrix::Database::open(dir.db());
     REQUIRE(db);
@@ -247,7 +238,7 @@ TEST_CASE("SIGHUP with a config that adds an app starts its rows flowing; a brok
   // A good config that adds app2 with its key: its rows flow without a restart.
   write_file(config, base + app_key_config(dir, "app1", kDevKey) + app_key_config(dir, "app2", "second-key-8d1e"));
   relay.kill(SIGHUP);
-  CHECK_MESSAGE(wait_for_text(relay, "app app2: added", 30s), relay.err());
+  CHECK_MESSAGE(relay.wait_for_err("app app2: added", 30s), relay.err());
   CHECK_MESSAGE(wait_for_sent(dir.db(), 60, 60s), relay.err());
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE app_id = 'app2' AND status = 'sent'") == 20);
 
@@ -267,15 +258,15 @@ TEST_CASE("SIGHUP with a rotated dev key sends the next request with the new key
                            "\"\npause-interval = \"100ms\"\npause-max = \"200ms\"\n";
   write_file(config, base + app_key_config(dir, "app1", kDevKey));
   auto relay = Process::start({relay_binary(), "run", "--config", config.string()}, {});
-  REQUIRE_MESSAGE(wait_for_text(relay, "app app1 paused: Metrix answered 403", 30s), relay.err());
+  REQUIRE_MESSAGE(relay.wait_for_err("app app1 paused: Metrix answered 403", 30s), relay.err());
   CHECK(count_status(dir.db(), "sent") == 0);
 
   // The key file is rewritten in place, as an operator rotating a key would.
   app_key_config(dir, "app1", "rotated-key-77c0");
   relay.kill(SIGHUP);
-  CHECK_MESSAGE(wait_for_text(relay, "app app1: new dev key", 30s), relay.err());
+  CHECK_MESSAGE(relay.wait_for_err("app app1: new dev key", 30s), relay.err());
   CHECK_MESSAGE(wait_for_sent(dir.db(), 20, 60s), relay.err());
-  CHECK(wait_for_text(relay, "app app1 resumed", 30s));
+  CHECK(relay.wait_for_err("app app1 resumed", 30s));
 
   relay.kill(SIGTERM);
   CHECK(relay.wait(30s) == 0);
@@ -354,7 +345,7 @@ TEST_CASE("with stderr on the journal the text lines carry a priority and no tim
   // Port 9 refuses: the relay warns (priority 4) about retries before giving up? No: it
   // retries for ever; stop it once it has said something.
   auto relay = Process::start(argv, relay_env());
-  REQUIRE_MESSAGE(wait_for_text(relay, "relaying", 30s), relay.err());
+  REQUIRE_MESSAGE(relay.wait_for_err("relaying", 30s), relay.err());
   relay.kill(SIGTERM);
   REQUIRE(relay.wait(30s) == 0);
   const std::string err = relay.err();

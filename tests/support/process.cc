@@ -380,4 +380,13 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
 std::string Process::out() const { return output_dir_.empty() ? "" : read_file(output_dir_ / "stdout"); }
 std::string Process::err() const { return output_dir_.empty() ? "" : read_file(output_dir_ / "stderr"); }
 
+bool Process::wait_for_err(std::string_view needle, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (err().find(needle) != std::string::npos) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 }  // namespace metrix::test

@@ -87,6 +87,8 @@ class Process {
 
   std::string out() const;  // everything written to stdout so far
   std::string err() const;  // everything written to stderr so far
+  // Waits up to `timeout` for stderr to contain `needle`; false if it never did.
+  bool wait_for_err(std::string_view needle, std::chrono::milliseconds timeout) const;
 
  private:
   Process() = default;
