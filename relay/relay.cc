@@ -431,20 +431,25 @@ void Relay::send(Ready ready) {
   }
   ++stats_.requests;
   ready.app->window.sent(++ready.app->in_flight);
-  if (ready.probe) log::debug({.app_id = ready.app->id, .row_id = ready.claim.id}, "app {}: probing with row {}", ready.app->id, ready.claim.id);
+  if (ready.probe) {
+    log::debug({.app_id = ready.app->id, .row_id = ready.claim.id}, "app {}: probing with row {}", ready.app->id,
+               ready.claim.id);
+  }
   in_flight_.emplace(tag, std::move(ready));
 }
 
 void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now) {
   if (!app.pause) {
     app.pause = AppPause{app.id, reason, now, now + config_.pause_interval_ms, config_.pause_interval_ms};
-    log::warning({.app_id = app.id, .http_status = 403, .error = reason}, "app {} paused: Metrix answered 403 {}; its rows stay pending; probing with one row every {}", app.id,
-              reason, describe_ms(app.pause->interval_ms));
+    log::warning({.app_id = app.id, .http_status = 403, .error = reason},
+                 "app {} paused: Metrix answered 403 {}; its rows stay pending; probing with one row every {}", app.id,
+                 reason, describe_ms(app.pause->interval_ms));
   } else if (after_probe) {
     app.pause->interval_ms = std::min(app.pause->interval_ms * 2, config_.pause_max_ms);
     app.pause->next_probe_at = now + app.pause->interval_ms;
     app.pause->reason = reason;
-    log::debug({.app_id = app.id, .http_status = 403, .error = reason}, "app {} still refused ({}); next probe in {}", app.id, reason, describe_ms(app.pause->interval_ms));
+    log::debug({.app_id = app.id, .http_status = 403, .error = reason}, "app {} still refused ({}); next probe in {}",
+               app.id, reason, describe_ms(app.pause->interval_ms));
   } else {
     return;  // answers of requests sent before the pause: it is already recorded
   }
@@ -542,8 +547,9 @@ void Relay::adapt_window(AppState& app, const Classification& verdict, const Htt
     log::debug({.app_id = app.id}, "app {}: window {} -> {} ({})", app.id, was, app.window.window(), app.window.shrink_reason());
   }
   if (!was_open && app.window.circuit_open()) {
-    log::warning({.app_id = app.id, .error = verdict.error}, "app {}: every request fails ({}); circuit open: one probe at a time, the first in {}", app.id,
-              verdict.error, describe_ms((app.window.next_probe_us() - now_us) / 1000));
+    log::warning({.app_id = app.id, .error = verdict.error},
+                 "app {}: every request fails ({}); circuit open: one probe at a time, the first in {}", app.id,
+                 verdict.error, describe_ms((app.window.next_probe_us() - now_us) / 1000));
     hand_back_app(app, now, now);
   } else if (was_open && !app.window.circuit_open()) {
     log::info({.app_id = app.id}, "app {}: Metrix answers again; circuit closed, the window grows back from 1", app.id);
@@ -552,7 +558,8 @@ void Relay::adapt_window(AppState& app, const Classification& verdict, const Htt
   if (verdict.verdict == Verdict::retry && result.answer.retry_after_ms && *result.answer.retry_after_ms > 0) {
     const std::int64_t until = now + std::min(*result.answer.retry_after_ms, config_.backoff_max_ms);
     if (until > app.held_until) {
-      log::debug({.app_id = app.id, .http_status = result.answer.http_status}, "app {}: {} with Retry-After; no request before {}", app.id, verdict.error, log::utc(until));
+      log::debug({.app_id = app.id, .http_status = result.answer.http_status},
+                 "app {}: {} with Retry-After; no request before {}", app.id, verdict.error, log::utc(until));
       app.held_until = until;
     }
   }
@@ -596,7 +603,8 @@ std::string Relay::describe_windows(std::int64_t now) const {
 void Relay::reload(std::int64_t now) {
   notifier_.reloading(monotonic_us());
   log::info({}, "reloading: reading the configuration again (SIGHUP)");
-  auto fresh = control_.load ? control_.load() : Result<RelayConfig>(Error{Errc::invalid_argument, "no configuration to load"});
+  auto fresh = control_.load ? control_.load()
+                             : Result<RelayConfig>(Error{Errc::invalid_argument, "no configuration to load"});
   Status usable = fresh ? check_reloadable(config_, *fresh) : Status(fresh.error());
   if (!usable) {
     log::error({.error = usable.error().message}, "reload refused, the configuration in force stays: {}",
@@ -670,8 +678,9 @@ void Relay::progress(std::int64_t now, bool final) {
 int Relay::run() {
   if (auto pauses = outbox_.pauses(); pauses) {
     for (auto& p : *pauses) {
-      log::warning({.app_id = p.app_id, .error = p.reason}, "app {} is paused since an earlier run ({}); probing with one row every {}", p.app_id, p.reason,
-                describe_ms(p.interval_ms));
+      log::warning({.app_id = p.app_id, .error = p.reason},
+                   "app {} is paused since an earlier run ({}); probing with one row every {}", p.app_id, p.reason,
+                   describe_ms(p.interval_ms));
       stored_pauses_[p.app_id] = p;
     }
   } else {
@@ -714,7 +723,8 @@ int Relay::run() {
     // The watchdog hears from every turn of this loop, unless a write round has run longer
     // than a wait for the database lock can last (--busy-timeout) and then some: that round
     // hangs (a stalled disk), and systemd should restart the relay.
-    if (!writer_->busy() || monotonic_us() - round_started_us_ < (config_.busy_timeout_ms + kHungRoundMarginMs) * 1000) {
+    const std::int64_t round_us = writer_->busy() ? monotonic_us() - round_started_us_ : 0;
+    if (round_us < (config_.busy_timeout_ms + kHungRoundMarginMs) * 1000) {
       notifier_.watchdog(monotonic_us());
     }
     if (control_.reload && control_.reload->exchange(false) && !stop_deadline) reload(now);
@@ -837,7 +847,8 @@ int Relay::run() {
     if (!stop_deadline && now >= next_claim_at && ready_count_ < size_t(window / 2)) {
       claim_limit = window - static_cast<int>(ready_count_ + http_->in_flight());
     }
-    bool write = ((!outcomes_.empty() || beat_due_ || !pause_writes_.empty()) && (interval_passed || starving(now) || stop_deadline)) ||
+    const bool to_record = !outcomes_.empty() || beat_due_ || !pause_writes_.empty();
+    bool write = (to_record && (interval_passed || starving(now) || stop_deadline)) ||
                  (claim_limit > 0 && (interval_passed || starving(now)));
     if (write && !writer_->busy() && now >= storage_retry_at_) start_round(now, claim_limit);
     progress(now, false);
@@ -864,7 +875,9 @@ int Relay::run() {
   }
   notifier_.stopping();  // again, for an --until-idle run that ends by itself
   progress(now_ms(), true);
-  if (auto s = outbox_.remove_heartbeat(heartbeat_.relay_id); !s) log::warning({}, "cannot remove the heartbeat: {}", s.error().message);
+  if (auto s = outbox_.remove_heartbeat(heartbeat_.relay_id); !s) {
+    log::warning({}, "cannot remove the heartbeat: {}", s.error().message);
+  }
   return exit_code;
 }
 

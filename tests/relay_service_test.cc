@@ -10,8 +10,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -92,6 +92,17 @@ std::map<std::string, std::string> service_env(const NotifySocket& notify, const
   env["NOTIFY_SOCKET"] = notify.path();
   env["WATCHDOG_USEC"] = watchdog_usec;
   return env;
+}
+
+// "2026-12-05T15:38:28.412Z": RFC 3339 in UTC with milliseconds, as the log writes times. (Not
+// std::regex: GCC 12 warns inside it under the sanitizers.)
+bool is_utc_ms_time(std::string_view text) {
+  static constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd.dddZ";
+  if (text.size() != kShape.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (kShape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(text[i])) : text[i] != kShape[i]) return false;
+  }
+  return true;
 }
 
 size_t count(const std::vector<std::string>& messages, const std::string& needle) {
@@ -298,7 +309,6 @@ TEST_CASE("--log-format json writes one JSON object a line with time, level, msg
                relay_env(), 120s);
   CHECK_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.err.find(kDevKey) == std::string::npos);
-  const std::regex rfc3339(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
   std::istringstream lines(r.err);
   std::string line;
   int records = 0, retries = 0;
@@ -306,7 +316,7 @@ TEST_CASE("--log-format json writes one JSON object a line with time, level, msg
     auto record = nlohmann::json::parse(line, nullptr, false);
     REQUIRE_MESSAGE(record.is_object(), line);
     ++records;
-    CHECK(std::regex_match(record["time"].get<std::string>(), rfc3339));
+    CHECK(is_utc_ms_time(record["time"].get<std::string>()));
     const auto level = record["level"].get<std::string>();
     CHECK((level == "debug" || level == "info" || level == "warning" || level == "error"));
     CHECK(!record["msg"].get<std::string>().empty());
@@ -357,7 +367,8 @@ TEST_CASE("with stderr on the journal the text lines carry a priority and no tim
   auto other = run(relay_args(dir.db(), fake.url(), {"--until-idle"}), {},
                    {{"METRIX_DEV_KEY", kDevKey}, {"JOURNAL_STREAM", "1:1"}}, 60s);
   CHECK(other.exit_code == 0);
-  CHECK(std::regex_search(other.err, std::regex(R"(^\d{4}-\d\d-\d\dT[^ ]+Z metrix-relay: relaying )")));
+  CHECK(is_utc_ms_time(other.err.substr(0, 24)));
+  CHECK(other.err.substr(24, 24) == " metrix-relay: relaying ");
 }
 
 TEST_CASE("--log-format journal where there is no journal writes the text lines to stderr, losing nothing") {
