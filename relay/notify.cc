@@ -22,10 +22,15 @@ void ServiceNotifier::send(const char* state) {
 }
 
 void ServiceNotifier::ready(std::string_view status) {
+  last_status_ = status;
   send(fmt::format("READY=1\nSTATUS={}", status).c_str());
 }
 
-void ServiceNotifier::status(std::string_view status) { send(fmt::format("STATUS={}", status).c_str()); }
+void ServiceNotifier::status(std::string_view status) {
+  if (status == last_status_) return;
+  last_status_ = status;
+  send(fmt::format("STATUS={}", status).c_str());
+}
 
 void ServiceNotifier::reloading(std::int64_t monotonic_us) {
   // MONOTONIC_USEC lets a Type=notify-reload service manager (systemd 253 and later) match

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace metrix {
@@ -31,6 +32,7 @@ class ServiceNotifier {
   void send(const char* state);
 
   bool enabled_ = false;
+  std::string last_status_;  // STATUS= is sent when it changes, not with every progress line
   std::int64_t watchdog_us_ = 0;
   std::int64_t last_ping_us_ = -1;
 };

@@ -74,7 +74,7 @@ struct Ready {
   Claim claim;
   AppState* app;
   bool probe;  // the one row a paused app is probed with
-  std::int64_t claimed_at;
+  std::int64_t lease_until;  // when the claim's lease ends (ms): the lease as it was claimed
   // The app's headers the request went with, kept alive while it is in flight: a reload may
   // give the app new ones meanwhile.
   std::shared_ptr<const curl_slist> headers = {};
@@ -180,6 +180,7 @@ class Relay {
   std::int64_t round_now_ = 0;
   std::int64_t round_started_us_ = 0;
   int round_claim_limit_ = 0;
+  std::int64_t round_lease_ms_ = 0;  // the lease the round claims with (a reload may change config_'s)
   std::vector<AppState*> round_probes_;
   std::vector<AppState*> round_notes_;
   bool round_found_apps_ = false;       // it listed an app the round before did not
@@ -276,6 +277,7 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
   round_now_ = now;
   round_started_us_ = monotonic_us();
   round_claim_limit_ = claim_limit;
+  round_lease_ms_ = job.lease_ms;
   writer_->submit(std::move(job));
 }
 
@@ -293,6 +295,7 @@ Status Relay::finish_round(WriteDone done) {
     pause_writes_.insert(pause_writes_.begin(), std::make_move_iterator(done.unwritten_pauses.begin()),
                          std::make_move_iterator(done.unwritten_pauses.end()));
     for (AppState* app : notes) app->reported_unroutable = false;
+    beat_due_ = true;  // the round's heartbeat, if it had one, was not written either
     return done.status;
   }
   // Counted once committed: an outcome fenced off, or not recorded at all, is not counted.
@@ -325,10 +328,14 @@ Status Relay::finish_round(WriteDone done) {
     } else if (c.lease_expired && config_.in_doubt == InDoubtPolicy::hold) {
       o.status = RowStatus::held;
       o.error = "in doubt: a relay claimed it and stopped before recording an answer";
+    } else if (!app.headers) {
+      // Claimed by a round that started before a reload removed the app's key: not sent.
+      o.status = RowStatus::pending;
+      o.error.clear();
     } else {
       bool probe = std::find(probes.begin(), probes.end(), &app) != probes.end();
       if (probe) app.probe_in_flight = true;
-      app.ready.push_back(Ready{std::move(c), &app, probe, now});
+      app.ready.push_back(Ready{std::move(c), &app, probe, now + round_lease_ms_});
       ++ready_count_;
       continue;
     }
@@ -384,7 +391,7 @@ void Relay::send_ready(std::int64_t now) {
     // A row whose lease would end while its request may still run, and another relay could
     // then send it too, goes back to be claimed afresh; the oldest claims are in front. This is
     // done whether or not a slot is free, so that no app's rows outlive their lease waiting.
-    while (!app->ready.empty() && now + config_.timeout_ms + 1000 > app->ready.front().claimed_at + config_.lease_ms) {
+    while (!app->ready.empty() && now + config_.timeout_ms + 1000 > app->ready.front().lease_until) {
       if (app->ready.front().probe) app->probe_in_flight = false;
       hand_back(app->ready.front().claim, now, now);
       app->ready.pop_front();
@@ -703,11 +710,6 @@ int Relay::run() {
     auto backlog = outbox_.unfinished_count();
     notifier_.ready(service_status(backlog ? std::optional<std::int64_t>(*backlog) : std::nullopt));
   }
-  if (notifier_.watchdog_us() > 0 && config_.busy_timeout_ms * 1000 > notifier_.watchdog_us() / 2) {
-    log::warning({}, "--busy-timeout {} is more than half of the watchdog interval ({}): a write of the heartbeat "
-                     "waiting on a busy database can make systemd restart the relay; set WatchdogSec= above twice it",
-                 describe_ms(config_.busy_timeout_ms), describe_ms(notifier_.watchdog_us() / 1000));
-  }
 
   std::int64_t next_claim_at = 0;
   std::int64_t next_write_allowed = 0;
@@ -859,7 +861,7 @@ int Relay::run() {
     if (auto s = finish_round(writer_->wait()); !s) log::error({}, "cannot write to the outbox: {}", s.error().message);
   }
   hand_back_ready(now_ms());
-  for (int tries = 0; !outcomes_.empty(); ++tries) {
+  for (int tries = 0; !outcomes_.empty() || !pause_writes_.empty(); ++tries) {
     start_round(now_ms(), 0);
     if (auto s = finish_round(writer_->wait()); !s) {
       // A damaged file is not mended by waiting: say so at once.

@@ -203,7 +203,8 @@ Status Outbox::beat(const Heartbeat& h) {
   auto stmt = db_.prepare(
       "INSERT INTO metrix_relay_heartbeat (relay_id, host, pid, started_at, beat_at, interval_ms, sent, last_sent_at, "
       "windows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (relay_id) DO UPDATE SET "
-      "beat_at = excluded.beat_at, sent = excluded.sent, last_sent_at = excluded.last_sent_at, windows = excluded.windows");
+      "beat_at = excluded.beat_at, interval_ms = excluded.interval_ms, sent = excluded.sent, "
+      "last_sent_at = excluded.last_sent_at, windows = excluded.windows");
   if (!stmt) return stmt.error();
   stmt->bind(1, std::string_view(h.relay_id)).bind(2, std::string_view(h.host)).bind(3, h.pid);
   stmt->bind(4, h.started_at).bind(5, h.beat_at).bind(6, h.interval_ms).bind(7, h.sent).bind(8, h.last_sent_at);
