@@ -128,7 +128,8 @@ TEST_CASE("https to fake-metrix works with a test CA given by --cacert, and fail
   auto untrusted = run(relay_args(dir.db(), fake.url(), {"--until-idle", "--max-attempts", "1"}), {}, relay_env());
   CHECK(untrusted.exit_code == 0);
   CHECK(count_status(dir.db(), "dead") == 20);
-  CHECK(text(dir.db(), "SELECT last_error FROM metrix_outbox LIMIT 1").find("tls:") == 0);
+  const std::string tls_error = text(dir.db(), "SELECT last_error FROM metrix_outbox LIMIT 1");
+  CHECK_MESSAGE(tls_error.find("tls:") == 0, tls_error);
   CHECK(fake.records().empty());
 
   {
