@@ -82,6 +82,27 @@ bool send_journal(Level level, std::string_view message, const Fields& f) {
   return sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0;
 }
 
+// A record in the text or JSON form; `journal_stream`: stderr is the journal.
+std::string render(Format format, Level level, std::int64_t time_ms, std::string_view message, const Fields& f,
+                   bool journal_stream) {
+  if (format == Format::json) {
+    nlohmann::ordered_json record;
+    record["time"] = utc(time_ms);
+    record["level"] = name(level);
+    record["msg"] = message;
+    if (!f.app_id.empty()) record["app_id"] = f.app_id;
+    if (f.row_id) record["row_id"] = f.row_id;
+    if (f.http_status) record["http_status"] = f.http_status;
+    if (f.attempt) record["attempt"] = f.attempt;
+    if (!f.outcome.empty()) record["outcome"] = f.outcome;
+    if (!f.error.empty()) record["error"] = f.error;
+    // An answer body quoted in a message may not be UTF-8: replace, never throw.
+    return record.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  }
+  if (journal_stream) return fmt::format("<{}>{}{}\n", priority(level), text_prefix(level), message);
+  return fmt::format("{} metrix-relay: {}{}\n", utc(time_ms), text_prefix(level), message);
+}
+
 }  // namespace
 
 std::optional<Level> parse_level(std::string_view text) {
@@ -135,25 +156,6 @@ std::string utc(std::int64_t ms) {
   return fmt::format("{}.{:03}Z", stamp, ms % 1000);
 }
 
-std::string render(Format format, Level level, std::int64_t time_ms, std::string_view message, const Fields& f,
-                   bool journal_stream) {
-  if (format == Format::json) {
-    nlohmann::ordered_json record;
-    record["time"] = utc(time_ms);
-    record["level"] = name(level);
-    record["msg"] = message;
-    if (!f.app_id.empty()) record["app_id"] = f.app_id;
-    if (f.row_id) record["row_id"] = f.row_id;
-    if (f.http_status) record["http_status"] = f.http_status;
-    if (f.attempt) record["attempt"] = f.attempt;
-    if (!f.outcome.empty()) record["outcome"] = f.outcome;
-    if (!f.error.empty()) record["error"] = f.error;
-    // An answer body quoted in a message may not be UTF-8: replace, never throw.
-    return record.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
-  }
-  if (journal_stream) return fmt::format("<{}>{}{}\n", priority(level), text_prefix(level), message);
-  return fmt::format("{} metrix-relay: {}{}\n", utc(time_ms), text_prefix(level), message);
-}
 
 void write(Level level, std::string_view message, const Fields& fields) {
   if (!enabled(level)) return;

@@ -49,11 +49,6 @@ bool enabled(Level level);
 // the relay goes on: the outbox is the record, not the log.
 void write(Level level, std::string_view message, const Fields& fields = {});
 
-// A record as the format writes it, without writing it (for the tests of the formats).
-// `journal_stream`: stderr is the journal. Not used for Format::journal.
-std::string render(Format format, Level level, std::int64_t time_ms, std::string_view message, const Fields& fields,
-                   bool journal_stream);
-
 // A time in milliseconds since the epoch as the log writes it: 2026-11-25T14:03:07.412Z.
 std::string utc(std::int64_t ms);
 

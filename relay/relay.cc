@@ -117,7 +117,7 @@ class Relay {
   // SIGHUP: loads the configuration again and, if it is valid and may change now, uses it.
   void reload(std::int64_t now);
   // The summary systemd shows (STATUS=): sent, backlog, paused apps.
-  std::string service_status(const std::optional<std::int64_t>& backlog) const;
+  std::string service_status(const Result<std::int64_t>& backlog) const;
   // Starts a write round on the writer thread: the outcomes so far, and claims of up to
   // `claim_limit` rows from the apps that may be sent to now.
   void start_round(std::int64_t now, int claim_limit);
@@ -645,16 +645,15 @@ void Relay::reload(std::int64_t now) {
     log::info({}, "reloaded: {} apps with a dev key, {} requests in flight at most, log level {}",
               config_.dev_keys.size(), config_.concurrency, log::name(config_.log_level));
   }
-  auto backlog = outbox_.unfinished_count();
-  notifier_.ready(service_status(backlog ? std::optional<std::int64_t>(*backlog) : std::nullopt));
+  notifier_.ready(service_status(outbox_.unfinished_count()));
 }
 
-std::string Relay::service_status(const std::optional<std::int64_t>& backlog) const {
+std::string Relay::service_status(const Result<std::int64_t>& backlog) const {
   std::string paused;
   for (const auto& [id, app] : apps_) {
     if (app->pause) paused += (paused.empty() ? "" : ", ") + id;
   }
-  return fmt::format("sent {}, backlog {}{}{}", stats_.sent, backlog && *backlog >= 0 ? std::to_string(*backlog) : "?",
+  return fmt::format("sent {}, backlog {}{}{}", stats_.sent, backlog ? std::to_string(*backlog) : "?",
                      paused.empty() ? "" : "; paused: ", paused);
 }
 
@@ -679,7 +678,7 @@ void Relay::progress(std::int64_t now, bool final) {
   heartbeat_.sent = stats_.sent;
   heartbeat_.windows = windows;
   if (!final) beat_due_ = true;  // written by the next write round (the last one removes it)
-  notifier_.status(service_status(backlog ? std::optional<std::int64_t>(*backlog) : std::nullopt));
+  notifier_.status(service_status(backlog));
 }
 
 int Relay::run() {
@@ -706,10 +705,7 @@ int Relay::run() {
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
   if (auto s = outbox_.beat(heartbeat_); !s) log::warning({}, "cannot write the heartbeat: {}", s.error().message);
   // The database is open, its schema checked, the keys read and the configuration valid.
-  {
-    auto backlog = outbox_.unfinished_count();
-    notifier_.ready(service_status(backlog ? std::optional<std::int64_t>(*backlog) : std::nullopt));
-  }
+  notifier_.ready(service_status(outbox_.unfinished_count()));
 
   std::int64_t next_claim_at = 0;
   std::int64_t next_write_allowed = 0;
@@ -875,7 +871,7 @@ int Relay::run() {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   }
-  notifier_.stopping();  // again, for an --until-idle run that ends by itself
+  if (!stop_deadline) notifier_.stopping();  // a run that ends by itself (--until-idle, an error)
   progress(now_ms(), true);
   if (auto s = outbox_.remove_heartbeat(heartbeat_.relay_id); !s) {
     log::warning({}, "cannot remove the heartbeat: {}", s.error().message);

@@ -4,12 +4,12 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -335,7 +335,7 @@ TEST_CASE("--dev-key-file works with the app named in the config file") {
 TEST_CASE("--log-format json writes one JSON object a line with time, level, msg and the row's fields") {
   TempDir dir;
   make_outbox(dir.db(), 100);
-  // Every answer a 500 at first: rows are retried (debug records with the row's fields).
+  // About 30% of the answers are 5xx: those rows are retried (debug records with the row's fields).
   auto fake = FakeMetrix::start(dir, fake_args({"--error-rate", "0.3", "--seed", "11"}), fake_env());
   auto r = run(relay_args(dir.db(), fake.url(), {"--until-idle", "--log-format", "json", "--log-level", "debug"}), {},
                relay_env(), 120s);
