@@ -6,6 +6,7 @@ set(METRIX_MIGRATIONS
   ${CMAKE_SOURCE_DIR}/migrations/0002_heartbeat_and_audit_views.sql
   ${CMAKE_SOURCE_DIR}/migrations/0003_validation_trigger.sql
   ${CMAKE_SOURCE_DIR}/migrations/0004_heartbeat_window.sql
+  ${CMAKE_SOURCE_DIR}/migrations/0005_lease_expiries.sql
 )
 set(METRIX_MIGRATIONS_CC ${CMAKE_BINARY_DIR}/generated/migrations_embedded.cc)
 add_custom_command(

@@ -134,6 +134,12 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
       out = static_cast<int>(v->get());
       return {};
     };
+    auto rate = [&](double& out) -> Status {
+      auto v = node.value<double>();  // a TOML integer or float
+      if (!v || !(*v >= 0) || *v > 1e6) return file_error(path, key, "must be a number of events per second, 0 to 1000000");
+      out = *v;
+      return {};
+    };
     auto boolean = [&](bool& out) -> Status {
       auto v = node.value<bool>();
       if (!v) return file_error(path, key, "must be true or false");
@@ -202,6 +208,10 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
       config.log_format = *format;
     }
     else if (key == "allow-insecure-http") s = boolean(config.allow_insecure_http);
+    else if (key == "poison-after") s = integer(config.poison_after);
+    else if (key == "max-rate") s = rate(config.max_rate);
+    else if (key == "admin-listen") { auto t = text(); if (!t) return t.error(); config.admin_listen = *t; }
+    else if (key == "admin-allow-remote") s = boolean(config.admin_allow_remote);
     else if (key == "dev-key") {
       return file_error(path, key, "is not accepted at the top level: give the default app's key in "
                                    "METRIX_DEV_KEY or dev-key-file, or put it under [apps.\"APP_ID\"]");
@@ -215,6 +225,19 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
       std::string app(raw_app.str());
       auto entry = node.as_table();
       if (!entry) return file_error(path, "apps." + app, "must be a table");
+      for (auto&& [entry_key, value] : *entry) {
+        if (entry_key != "dev-key-file" && entry_key != "dev-key" && entry_key != "max-rate") {
+          return file_error(path, "apps." + app + "." + std::string(entry_key.str()),
+                            "is not a setting of an app (dev-key-file, dev-key, max-rate)");
+        }
+      }
+      if (auto* r = entry->get("max-rate")) {
+        auto v = r->value<double>();
+        if (!v || !(*v >= 0) || *v > 1e6) {
+          return file_error(path, "apps." + app + ".max-rate", "must be a number of events per second, 0 to 1000000");
+        }
+        config.app_max_rates[app] = *v;
+      }
       if (auto file = (*entry)["dev-key-file"].value<std::string>()) {
         auto k = read_key_file(*file);
         if (!k) return k.error();
@@ -228,7 +251,8 @@ Status apply_config_file(const std::string& path, const std::map<std::string, bo
         }
         if (key->empty()) return file_error(path, "apps." + app + ".dev-key", "is empty");
         config.dev_keys[app] = *key;
-      } else {
+      } else if (!entry->contains("max-rate")) {
+        // (max-rate alone: the default app's key comes from dev-key-file or METRIX_DEV_KEY)
         return file_error(path, "apps." + app, "needs dev-key-file (or dev-key)");
       }
     }
@@ -301,7 +325,52 @@ Status validate(const RelayConfig& c) {
   if (c.progress_interval_ms < 1) return invalid("--progress-interval must be positive");
   if (c.commit_interval_ms < 0 || c.commit_interval_ms > 1000) return invalid("--commit-interval must be between 0 and 1s");
   if (c.busy_timeout_ms < 1 || c.busy_timeout_ms > 600'000) return invalid("--busy-timeout must be between 1ms and 10m");
+  if (c.poison_after < 1) return invalid("--poison-after must be at least 1");
+  if (!(c.max_rate >= 0) || c.max_rate > 1e6) return invalid("--max-rate must be between 0 (unlimited) and 1000000");
+  if (!c.admin_listen.empty()) {
+    auto address = parse_listen_address(c.admin_listen);
+    if (!address) return invalid("--admin-listen " + c.admin_listen + ": " + address.error().message);
+    if (!address->loopback && !c.admin_allow_remote) {
+      return invalid(fmt::format("--admin-listen {}: not a loopback address; the admin listener has no "
+                                 "authentication, so other hosts may reach it only with --admin-allow-remote",
+                                 c.admin_listen));
+    }
+  }
   return {};
+}
+
+Result<ListenAddress> parse_listen_address(std::string_view text) {
+  auto invalid = [] {
+    return Error{Errc::invalid_argument, "must be HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464"};
+  };
+  ListenAddress a;
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return invalid();
+  std::string_view host = text.substr(0, colon);
+  std::string_view port = text.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return invalid();
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return invalid();  // an IPv6 address needs brackets
+  }
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), a.port);
+  if (ec != std::errc() || end != port.data() + port.size() || a.port < 0 || a.port > 65535) {
+    return Error{Errc::invalid_argument, "the port must be a number from 0 (any free port) to 65535"};
+  }
+  a.host = std::string(host);
+  in6_addr v6{};
+  in_addr v4{};
+  if (a.host == "localhost") a.loopback = true;
+  else if (inet_pton(AF_INET, a.host.c_str(), &v4) == 1) a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  else if (inet_pton(AF_INET6, a.host.c_str(), &v6) == 1) a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+  else return Error{Errc::invalid_argument, "the host must be an IP address or localhost"};
+  return a;
+}
+
+double max_rate_of(const RelayConfig& config, const std::string& app_id) {
+  auto it = config.app_max_rates.find(app_id);
+  return it != config.app_max_rates.end() ? it->second : config.max_rate;
 }
 
 Status check_reloadable(const RelayConfig& running, const RelayConfig& reloaded) {
@@ -322,6 +391,10 @@ Status check_reloadable(const RelayConfig& running, const RelayConfig& reloaded)
   }
   if (reloaded.timeout_ms != running.timeout_ms) return refuse("timeout", ms(running.timeout_ms), ms(reloaded.timeout_ms));
   if (reloaded.cacert != running.cacert) return refuse("cacert", running.cacert, reloaded.cacert);
+  if (reloaded.admin_listen != running.admin_listen || reloaded.admin_allow_remote != running.admin_allow_remote) {
+    return refuse("admin-listen", running.admin_listen.empty() ? "none" : running.admin_listen,
+                  reloaded.admin_listen.empty() ? "none" : reloaded.admin_listen);
+  }
   if (reloaded.until_idle != running.until_idle) {
     return refuse("until-idle", running.until_idle ? "true" : "false", reloaded.until_idle ? "true" : "false");
   }

@@ -47,7 +47,29 @@ struct RelayConfig {
   std::string cacert;
   InDoubtPolicy in_doubt = InDoubtPolicy::resend;
   Synchronous synchronous = Synchronous::full;
+  // A row whose lease expired this many times in a row without an answer (its relay died or
+  // hung while sending it) is not sent again: it becomes dead, "poison: ...".
+  int poison_after = 3;
+  // Events per second per app at most (a token bucket); 0: unlimited. Per app, the config
+  // file's [apps."ID"] max-rate wins.
+  double max_rate = 0;
+  std::map<std::string, double> app_max_rates;
+  // The admin listener (/metrics, /livez, /readyz, /status): "HOST:PORT", empty for none.
+  // Loopback only, unless admin_allow_remote.
+  std::string admin_listen;
+  bool admin_allow_remote = false;
 };
+
+// An address to listen on: "127.0.0.1:9464", "[::1]:9464", "localhost:9464"; port 0: any free one.
+struct ListenAddress {
+  std::string host;  // without brackets
+  int port = 0;
+  bool loopback = false;
+};
+Result<ListenAddress> parse_listen_address(std::string_view text);
+
+// The rate cap of one app (events per second, 0: none).
+double max_rate_of(const RelayConfig& config, const std::string& app_id);
 
 // "250ms", "5s", "2m", "1h", "7d", or a sum such as "1h30m". A bare number is refused.
 Result<std::int64_t> parse_duration_ms(std::string_view text);

@@ -13,8 +13,11 @@
 
 #include "relay/concurrency.h"
 #include "relay/http.h"
+#include "relay/admin.h"
 #include "relay/log.h"
+#include "relay/metrics.h"
 #include "relay/notify.h"
+#include "relay/rate.h"
 #include "relay/writer.h"
 #include "storage/migrate.h"
 
@@ -52,6 +55,9 @@ std::string percent_encode(std::string_view text) {
   return out;
 }
 
+// How last_error starts for a poison row.
+constexpr std::string_view kPoisonPrefix = "poison: ";
+
 std::string describe_ms(std::int64_t ms) {
   if (ms % 3'600'000 == 0 && ms >= 3'600'000) return fmt::format("{}h", ms / 3'600'000);
   if (ms % 60'000 == 0 && ms >= 60'000) return fmt::format("{}m", ms / 60'000);
@@ -75,6 +81,7 @@ struct Ready {
   AppState* app;
   bool probe;  // the one row a paused app is probed with
   std::int64_t lease_until;  // when the claim's lease ends (ms): the lease as it was claimed
+  bool waited_for_rate = false;  // counted once among the app's rate-limited waits
   // The app's headers the request went with, kept alive while it is in flight: a reload may
   // give the app new ones meanwhile.
   std::shared_ptr<const curl_slist> headers = {};
@@ -82,7 +89,7 @@ struct Ready {
 
 // Everything the relay knows about one Metrix app.
 struct AppState {
-  explicit AppState(WindowSettings settings) : window(settings) {}
+  AppState(WindowSettings settings, AppMetrics& m, std::uint32_t i) : window(settings), metrics(m), index(i) {}
 
   std::string id;                 // the Metrix appId; empty when a row names none and there is no default
   std::string url;
@@ -95,17 +102,21 @@ struct AppState {
   int in_flight = 0;
   std::deque<Ready> ready;        // claimed, not yet sent, oldest first
   std::int64_t held_until = 0;    // Retry-After: no request before this (ms)
+  TokenBucket rate;               // --max-rate
+  AppMetrics& metrics;
+  std::uint32_t index;            // in Relay::apps_by_index_; the tag of its rows' outcomes
 };
 
 class Relay {
  public:
   Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, Database writer_db,
-        const RelayControl& control)
+        const RelayControl& control, Metrics& metrics)
       : config_(config),
         outbox_(db),
         http_(std::move(http)),
         writer_(std::make_unique<Writer>(std::move(writer_db), [http = http_.get()] { http->wakeup(); })),
         control_(control),
+        metrics_(metrics),
         rng_(std::random_device{}()) {}
 
   int run();
@@ -148,6 +159,8 @@ class Relay {
   void progress(std::int64_t now, bool final);
   // A round saw another connection's commit within the second before `at`: pace the rounds.
   bool beside_producers(std::int64_t at) const { return at - producers_seen_at_ < 1000; }
+  // How long until a row held back by --max-rate gets its token (50 when none waits).
+  int rate_wait_ms();
   // Nothing in flight and no claimed row waiting for a request slot.
   bool nothing_to_send() const { return http_->in_flight() == 0 && ready_count_ == 0; }
   // Nothing to send and no outcome waiting to be recorded: every row this relay held is settled.
@@ -156,6 +169,10 @@ class Relay {
   // commit interval.
   bool starving(std::int64_t now) const { return nothing_to_send() && !beside_producers(now); }
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+  // Adds committed outcomes to their apps' metrics (fenced ones were not committed).
+  void count_committed(const std::vector<Outcome>& outcomes, const std::vector<std::int64_t>& fenced_ids);
+  // What GET /readyz says: why no row can be delivered now, or "" when one can.
+  void publish_readiness(bool writable);
 
   RelayConfig config_;  // replaced by a reload
   // On this thread's connection: reads (pauses at start, counts) and the first and last
@@ -165,9 +182,11 @@ class Relay {
   std::unique_ptr<Writer> writer_;  // after http_: it wakes http_ until it stops
   const RelayControl& control_;
   ServiceNotifier notifier_;
+  Metrics& metrics_;
   std::mt19937_64 rng_;
 
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
+  std::vector<AppState*> apps_by_index_;                   // by AppState::index
   std::map<std::string, AppPause> stored_pauses_;
   std::vector<std::optional<std::string>> active_apps_;    // as of the last round
   size_t ready_count_ = 0;                                 // rows in the apps' ready queues
@@ -189,7 +208,7 @@ class Relay {
   std::vector<std::pair<std::string, std::optional<AppPause>>> pause_writes_;  // for the next round
   // Outcomes as committed (fenced ones are not counted), and requests started.
   struct Counts {
-    std::int64_t sent = 0, failed = 0, dead = 0, held = 0, retried = 0, requests = 0;
+    std::int64_t sent = 0, failed = 0, dead = 0, held = 0, retried = 0, requests = 0, rate_waits = 0;
   } stats_;
   std::int64_t last_progress_at_ = 0;
   std::int64_t last_progress_done_ = 0;
@@ -204,10 +223,15 @@ AppState& Relay::app_for(const std::optional<std::string>& app_value) {
   auto it = apps_.find(id);
   if (it != apps_.end()) return *it->second;
   auto app = std::make_unique<AppState>(
-      WindowSettings{config_.concurrency, config_.backoff_base_ms, std::min(config_.backoff_max_ms, kProbeMaxMs)});
+      WindowSettings{config_.concurrency, config_.backoff_base_ms, std::min(config_.backoff_max_ms, kProbeMaxMs)},
+      metrics_.app(id), static_cast<std::uint32_t>(apps_by_index_.size()));
   app->id = id;
   configure_app(*app);
-  if (auto p = stored_pauses_.find(id); p != stored_pauses_.end()) app->pause = p->second;
+  if (auto p = stored_pauses_.find(id); p != stored_pauses_.end()) {
+    app->pause = p->second;
+    metrics_.set_pause(app->metrics, p->second.reason);
+  }
+  apps_by_index_.push_back(app.get());
   return *apps_.emplace(id, std::move(app)).first->second;
 }
 
@@ -218,6 +242,7 @@ void Relay::configure_app(AppState& app) {
   app.url = endpoint + "/inappevent/" + percent_encode(id);
   app.window.set_settings(
       WindowSettings{config_.concurrency, config_.backoff_base_ms, std::min(config_.backoff_max_ms, kProbeMaxMs)});
+  app.rate.set_rate(max_rate_of(config_, id), monotonic_us());
   app.headers.reset();
   app.unroutable_reason.clear();
   if (id.empty()) {
@@ -240,7 +265,10 @@ int Relay::claim_gate(const AppState& app, int claim_limit, std::int64_t now_us)
   // (send_ready), so claim no more than the window can send by then: window / answer time.
   const double usable_ms = static_cast<double>(config_.lease_ms - config_.timeout_ms - 1000);
   const double rtt_ms = std::max(1.0, static_cast<double>(app.window.rtt_us()) / 1000.0);
-  const double sendable = limit * usable_ms / rtt_ms - static_cast<double>(app.ready.size());
+  double sendable = limit * usable_ms / rtt_ms;
+  // Under --max-rate, no more than the rate lets out before then either.
+  if (app.rate.limited()) sendable = std::min(sendable, app.rate.rate() * usable_ms / 1000.0);
+  sendable -= static_cast<double>(app.ready.size());
   return static_cast<int>(std::clamp(sendable, 0.0, static_cast<double>(claim_limit)));
 }
 
@@ -284,14 +312,17 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
 Status Relay::finish_round(WriteDone done) {
   ++write_rounds_;
   write_lock_us_ += done.lock_us;
+  metrics_.write_rounds.fetch_add(1, std::memory_order_relaxed);
+  if (!done.status) metrics_.write_round_failures.fetch_add(1, std::memory_order_relaxed);
+  publish_readiness(done.status.ok());
   for (AppState* app : round_probes_) app->probe_in_flight = false;  // set again below if claimed
   auto probes = std::exchange(round_probes_, {});
   auto notes = std::exchange(round_notes_, {});
   if (!done.status) {
     // Nothing of the round was written: its outcomes go into the next one, and the notes are
     // written again.
-    outcomes_.insert(outcomes_.begin(), std::make_move_iterator(done.unrecorded.begin()),
-                     std::make_move_iterator(done.unrecorded.end()));
+    outcomes_.insert(outcomes_.begin(), std::make_move_iterator(done.outcomes.begin()),
+                     std::make_move_iterator(done.outcomes.end()));
     pause_writes_.insert(pause_writes_.begin(), std::make_move_iterator(done.unwritten_pauses.begin()),
                          std::make_move_iterator(done.unwritten_pauses.end()));
     for (AppState* app : notes) app->reported_unroutable = false;
@@ -299,8 +330,14 @@ Status Relay::finish_round(WriteDone done) {
     return done.status;
   }
   // Counted once committed: an outcome fenced off, or not recorded at all, is not counted.
+  metrics_.write_lock_us.fetch_add(done.lock_us, std::memory_order_relaxed);
+  metrics_.write_duration.observe_us(done.lock_us);
+  count_committed(done.outcomes, done.recorded.fenced_ids);
   stats_.sent += done.recorded.sent;
-  if (done.recorded.sent > 0) heartbeat_.last_sent_at = round_now_;
+  if (done.recorded.sent > 0) {
+    heartbeat_.last_sent_at = round_now_;
+    metrics_.last_sent_ms.store(round_now_, std::memory_order_relaxed);
+  }
   stats_.failed += done.recorded.failed;
   stats_.dead += done.recorded.dead;
   stats_.held += done.recorded.held;
@@ -322,9 +359,20 @@ Status Relay::finish_round(WriteDone done) {
     o.attempted = false;
     o.started_at = o.finished_at = o.next_attempt_at = now;
     AppState& app = app_for(c.app_id);
+    o.tag = app.index;
     if (now - c.created_at > config_.max_age_ms) {
       o.status = RowStatus::dead;
       o.error = fmt::format("stale: older than --max-age {}", describe_ms(config_.max_age_ms));
+    } else if (c.lease_expired && c.lease_expiries >= config_.poison_after) {
+      // Every relay that claimed it since its last answer died or hung while sending it: do
+      // not let it stop this one too. An operator can look at it and requeue it.
+      o.status = RowStatus::dead;
+      o.error = fmt::format(
+          "{}the relay stopped {} times in a row while sending this row (its lease expired with no answer "
+          "recorded); not sent again",
+          kPoisonPrefix, c.lease_expiries);
+      log::error({.app_id = app.id, .row_id = c.id, .outcome = "dead", .error = o.error}, "row {}: dead: {}", c.id,
+                 o.error);
     } else if (c.lease_expired && config_.in_doubt == InDoubtPolicy::hold) {
       o.status = RowStatus::held;
       o.error = "in doubt: a relay claimed it and stopped before recording an answer";
@@ -411,6 +459,14 @@ void Relay::send_ready(std::int64_t now) {
     for (AppState* app : turns_) {
       if (http_->in_flight() >= slots) return;
       if (app->ready.empty() || app->in_flight >= app->window.limit(now_us)) continue;
+      if (!app->rate.take(now_us)) {
+        // --max-rate: this app's next row waits for a token; the loop wakes for it.
+        if (!std::exchange(app->ready.front().waited_for_rate, true)) {
+          ++stats_.rate_waits;
+          app->metrics.rate_limited_waits.fetch_add(1, std::memory_order_relaxed);
+        }
+        continue;
+      }
       Ready r = std::move(app->ready.front());
       app->ready.pop_front();
       --ready_count_;
@@ -462,6 +518,8 @@ void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe
   }
   stored_pauses_[app.id] = *app.pause;
   pause_writes_.emplace_back(app.id, *app.pause);
+  metrics_.set_pause(app.metrics, app.pause->reason);
+  publish_readiness(true);
 }
 
 void Relay::resume_app(AppState& app, std::int64_t now) {
@@ -470,6 +528,43 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
   app.pause.reset();
   stored_pauses_.erase(app.id);
   pause_writes_.emplace_back(app.id, std::nullopt);
+  metrics_.set_pause(app.metrics, std::nullopt);
+  publish_readiness(true);
+}
+
+void Relay::count_committed(const std::vector<Outcome>& outcomes, const std::vector<std::int64_t>& fenced_ids) {
+  for (const Outcome& o : outcomes) {
+    if (!fenced_ids.empty() && std::find(fenced_ids.begin(), fenced_ids.end(), o.id) != fenced_ids.end()) continue;
+    AppMetrics& m = apps_by_index_[o.tag]->metrics;
+    auto add = [&](EventOutcome e) { m.events[static_cast<size_t>(e)].fetch_add(1, std::memory_order_relaxed); };
+    switch (o.status) {
+      case RowStatus::sent: add(EventOutcome::sent); break;
+      case RowStatus::failed: add(EventOutcome::failed); break;
+      case RowStatus::held: add(EventOutcome::held); break;
+      case RowStatus::dead:
+        add(EventOutcome::dead);
+        if (o.error.starts_with(kPoisonPrefix)) m.poisoned.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case RowStatus::pending:
+        if (o.attempted) add(EventOutcome::retried);
+        break;
+    }
+  }
+}
+
+void Relay::publish_readiness(bool writable) {
+  if (!writable) {
+    metrics_.set_unready("database: the last write to the outbox failed (see the log)");
+    return;
+  }
+  for (const auto& [id, key] : config_.dev_keys) {
+    if (!stored_pauses_.count(id)) {
+      metrics_.set_unready("");
+      return;
+    }
+  }
+  metrics_.set_unready(config_.dev_keys.empty() ? "no app has a dev key: no row can be sent"
+                                                : "every app with a dev key is paused after a 403 from Metrix");
 }
 
 void Relay::on_answer(const HttpResult& result) {
@@ -485,7 +580,14 @@ void Relay::on_answer(const HttpResult& result) {
 
   Classification verdict = classify(result.answer);
   adapt_window(app, verdict, result, now);
+  metrics_.request_duration.observe_us(result.elapsed_us);
+  if (const int status = result.answer.http_status; status >= 100 && status < 600) {
+    app.metrics.answers[static_cast<size_t>(status / 100 - 1)].fetch_add(1, std::memory_order_relaxed);
+  } else {
+    app.metrics.transport_errors.fetch_add(1, std::memory_order_relaxed);
+  }
   Outcome o;
+  o.tag = app.index;
   o.id = flight.claim.id;
   o.lease_token = flight.claim.lease_token;
   o.started_at = result.started_at;
@@ -570,6 +672,18 @@ void Relay::adapt_window(AppState& app, const Classification& verdict, const Htt
       app.held_until = until;
     }
   }
+  app.metrics.window.store(app.window.window(), std::memory_order_relaxed);
+  app.metrics.circuit_open.store(app.window.circuit_open(), std::memory_order_relaxed);
+}
+
+int Relay::rate_wait_ms() {
+  const std::int64_t now_us = monotonic_us();
+  std::int64_t wait_us = 50'000;
+  for (auto& [id, app] : apps_) {
+    if (app->ready.empty() || !app->rate.limited() || app->in_flight >= app->window.limit(now_us)) continue;
+    wait_us = std::min(wait_us, app->rate.next_token_us(now_us) - now_us);
+  }
+  return static_cast<int>((wait_us + 999) / 1000);
 }
 
 std::optional<std::string> Relay::blocked_reason() {
@@ -616,7 +730,9 @@ void Relay::reload(std::int64_t now) {
   if (!usable) {
     log::error({.error = usable.error().message}, "reload refused, the configuration in force stays: {}",
                usable.error().message);
+    metrics_.reloads_failed.fetch_add(1, std::memory_order_relaxed);
   } else {
+    metrics_.reloads_ok.fetch_add(1, std::memory_order_relaxed);
     const RelayConfig before = std::exchange(config_, std::move(*fresh));
     log::configure(config_.log_format, config_.log_level);
     if (auto warning = insecure_warning(config_)) log::warning({}, "{}", *warning);
@@ -642,6 +758,7 @@ void Relay::reload(std::int64_t now) {
       }
     }
     heartbeat_.interval_ms = config_.progress_interval_ms;
+    publish_readiness(true);
     log::info({}, "reloaded: {} apps with a dev key, {} requests in flight at most, log level {}",
               config_.dev_keys.size(), config_.concurrency, log::name(config_.log_level));
   }
@@ -664,11 +781,12 @@ void Relay::progress(std::int64_t now, bool final) {
   auto backlog = outbox_.unfinished_count();
   const std::string windows = describe_windows(now);
   log::info({}, "{}: sent {}, failed {}, dead {}, held {}, retrying {}, in flight {}, backlog {}, {:.0f} events/s, "
-            "{} requests over {} connections, {} writes holding the lock {:.1f}% of the time{}{}",
+            "{} requests over {} connections, {} writes holding the lock {:.1f}% of the time{}{}{}",
             final ? "finished" : "progress", stats_.sent, stats_.failed, stats_.dead, stats_.held, stats_.retried,
             http_->in_flight(), backlog ? std::to_string(*backlog) : "?",
             static_cast<double>(done - last_progress_done_) / seconds, stats_.requests, http_->connections_opened(),
             write_rounds_, static_cast<double>(write_lock_us_) / (seconds * 10'000.0),
+            stats_.rate_waits ? fmt::format(", {} requests waited for --max-rate", stats_.rate_waits) : "",
             windows.empty() ? "" : "; window ", windows);
   write_lock_us_ = 0;
   write_rounds_ = 0;
@@ -704,6 +822,7 @@ int Relay::run() {
   heartbeat_.interval_ms = config_.progress_interval_ms;
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
   if (auto s = outbox_.beat(heartbeat_); !s) log::warning({}, "cannot write the heartbeat: {}", s.error().message);
+  publish_readiness(true);
   // The database is open, its schema checked, the keys read and the configuration valid.
   notifier_.ready(service_status(outbox_.unfinished_count()));
 
@@ -724,6 +843,7 @@ int Relay::run() {
     const std::int64_t round_us = writer_->busy() ? monotonic_us() - round_started_us_ : 0;
     if (round_us < (config_.busy_timeout_ms + kHungRoundMarginMs) * 1000) {
       notifier_.watchdog(monotonic_us());
+      metrics_.loop_turn_us.store(monotonic_us(), std::memory_order_relaxed);  // GET /livez
     }
     if (control_.reload && control_.reload->exchange(false) && !stop_deadline) reload(now);
     if (control_.stop->load() && stop_deadline == 0) {
@@ -747,6 +867,7 @@ int Relay::run() {
             o.attempted = false;
             o.started_at = o.finished_at = o.next_attempt_at = now;
             o.error = "in doubt: the relay stopped before the answer came";
+            o.tag = it->second.app->index;
             outcomes_.push_back(std::move(o));
           } else {
             hand_back(it->second.claim, now, now);
@@ -825,6 +946,7 @@ int Relay::run() {
     next_write_at = std::max(next_write_at, storage_retry_at_);  // after a failed round: wait, not spin
     // While a round runs, the writer wakes the poll when it is done.
     int wait_ms = writer_->busy() ? 50 : static_cast<int>(std::clamp<std::int64_t>(next_write_at - now, 0, 50));
+    wait_ms = std::min(wait_ms, rate_wait_ms());  // a row waiting for a --max-rate token
     auto results = http_->poll(wait_ms);
     if (!results) {
       log::error({}, "http: {}", results.error().message);
@@ -834,6 +956,7 @@ int Relay::run() {
     for (const auto& r : *results) on_answer(r);
     now = now_ms();
     send_ready(now);
+    metrics_.in_flight.store(static_cast<std::int64_t>(http_->in_flight()), std::memory_order_relaxed);
 
     // One write round per commit interval at most: outcomes are durable within
     // milliseconds (the duplicate window after a crash), and the write lock stays free for
@@ -916,7 +1039,26 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
     log::error({}, "{}", writer_db.error().message);
     return 1;
   }
-  Relay relay(config, *db, std::move(*http), std::move(*writer_db), control);
+  Metrics metrics;
+  metrics.start_time_ms = now_ms();
+  metrics.loop_turn_us = monotonic_us();
+  std::unique_ptr<AdminServer> admin;  // declared before the relay: it outlives the loop
+  if (!config.admin_listen.empty()) {
+    auto started = AdminServer::start(*parse_listen_address(config.admin_listen), config.db_path, metrics);
+    if (!started) {
+      log::error({}, "{}", started.error().message);
+      return 1;
+    }
+    admin = std::move(*started);
+    if (auto address = parse_listen_address(config.admin_listen); !address->loopback) {
+      log::warning({}, "the admin listener on {} is reachable from other hosts (--admin-allow-remote) and has no "
+                   "authentication: keep it behind a firewall", config.admin_listen);
+    }
+    const auto address = *parse_listen_address(config.admin_listen);
+    log::info({}, "admin listener on http://{}:{}/ (metrics, livez, readyz, status)",
+              address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host, admin->port());
+  }
+  Relay relay(config, *db, std::move(*http), std::move(*writer_db), control, metrics);
   return relay.run();
 }
 

@@ -61,7 +61,7 @@ WriteDone Writer::run_round(WriteJob& job) {
     // The transaction rolls back as the round's scope ends: nothing of the round is written
     // and no row is ours.
     done.status = std::move(error);
-    done.unrecorded = std::move(job.outcomes);
+    done.outcomes = std::move(job.outcomes);
     done.unwritten_pauses = std::move(job.pauses);
     done.claims.clear();
     done.active_apps.clear();
@@ -117,6 +117,7 @@ WriteDone Writer::run_round(WriteJob& job) {
     }
     if (auto s = tx->commit(); !s) return failed(s.error());
   }
+  done.outcomes = std::move(job.outcomes);
   done.lock_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - locked).count();
   return done;
 }

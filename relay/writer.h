@@ -48,7 +48,7 @@ struct WriteJob {
 
 struct WriteDone {
   Status status;                  // failed: nothing of the round was written
-  std::vector<Outcome> unrecorded;  // the job's outcomes, when the round failed
+  std::vector<Outcome> outcomes;  // the job's: recorded (less recorded.fenced_ids), or not if it failed
   std::vector<std::pair<std::string, std::optional<AppPause>>> unwritten_pauses;  // likewise
   RecordReport recorded;
   std::vector<Claim> claims;      // leased to this relay by the round

@@ -28,7 +28,7 @@ namespace {
 
 constexpr const char* kRowColumns =
     "id, app_id, payload, dedup_key, created_at, status, attempts, next_attempt_at, event_time, "
-    "last_http_status, last_error, sent_at, event_slug";
+    "last_http_status, last_error, sent_at, event_slug, lease_expiries";
 
 OutboxRow read_row(const Statement& s) {
   OutboxRow r;
@@ -45,6 +45,7 @@ OutboxRow read_row(const Statement& s) {
   r.last_error = s.optional_text(10);
   r.sent_at = s.optional_int64(11);
   r.event_slug = s.optional_text(12);
+  r.lease_expiries = s.int64(13);
   return r;
 }
 
@@ -474,7 +475,7 @@ Result<std::int64_t> requeue(Database& db, const RowFilter& filter, bool include
   // milliseconds at a time. The status condition is re-checked inside each transaction, so
   // a row the relay is sending is never touched, and rows already requeued no longer match.
   auto s = db.prepare(fmt::format(
-      "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?1 "
+      "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?1, lease_expiries = 0 "
       "WHERE id IN (SELECT id FROM metrix_outbox WHERE id > ?2 AND {} ORDER BY id LIMIT 1000) RETURNING id",
       w.sql()));
   if (!s) return s.error();

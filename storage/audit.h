@@ -66,6 +66,7 @@ struct OutboxRow {
   std::optional<std::string> last_error;
   std::optional<std::int64_t> sent_at;
   std::optional<std::string> event_slug;
+  std::int64_t lease_expiries = 0;  // claims in a row whose relay stopped before an answer
 };
 
 // One metrix_outbox_attempt row.
@@ -182,7 +183,8 @@ Result<std::vector<ReportRow>> sent_report(Database& db, const ReportOptions& op
 
 // ---- repairs ----------------------------------------------------------------------------
 
-// Makes matching rows due again: status 'pending', next_attempt_at = now. The attempts
+// Makes matching rows due again: status 'pending', next_attempt_at = now, lease_expiries 0
+// (a poison row gets N more tries). The attempts
 // count, last_http_status/last_error and the attempt history are kept; the relay numbers
 // the next attempt after the last one. Only 'failed', 'dead' and 'held' rows are touched
 // (and 'sent' ones when include_sent: a deliberate re-send); never 'pending' or 'sending'.

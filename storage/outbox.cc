@@ -65,7 +65,7 @@ Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_i
   if (auto s = prepare_once(db_, due_,
                             "SELECT id, status = 'sending', app_id, payload, created_at, "
                             " coalesce(event_time, json_extract(payload, '$.eventTime'), created_at), "
-                            " json_type(payload, '$.eventTime') IS NOT NULL, attempts, lease_token "
+                            " json_type(payload, '$.eventTime') IS NOT NULL, attempts, lease_token, lease_expiries "
                             "FROM metrix_outbox INDEXED BY metrix_outbox_due "
                             "WHERE app_id IS ?1 AND status IN ('pending', 'sending') AND next_attempt_at <= ?2 "
                             "ORDER BY next_attempt_at, id LIMIT ?3");
@@ -74,7 +74,7 @@ Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_i
   }
   if (auto s = prepare_once(db_, claim_,
                             "UPDATE metrix_outbox SET status = 'sending', lease_token = lease_token + 1, "
-                            " next_attempt_at = ?2, "
+                            " next_attempt_at = ?2, lease_expiries = lease_expiries + (status = 'sending'), "
                             " event_time = coalesce(event_time, json_extract(payload, '$.eventTime'), created_at) "
                             "WHERE id IN (SELECT value FROM json_each(?1))");
       !s) {
@@ -99,6 +99,7 @@ Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_i
     c.payload_has_event_time = due_.int64(6) != 0;
     c.attempts = due_.int64(7);
     c.lease_token = due_.int64(8) + 1;  // what the UPDATE below writes, inside this transaction
+    c.lease_expiries = due_.int64(9) + (c.lease_expired ? 1 : 0);  // likewise
     if (ids.size() > 1) ids.push_back(',');
     ids += std::to_string(c.id);
     claims.push_back(std::move(c));
@@ -121,7 +122,9 @@ Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
                             "UPDATE metrix_outbox SET status = ?3, attempts = attempts + ?4, next_attempt_at = ?5, "
                             // a row handed back without an attempt keeps its last answer
                             " last_http_status = CASE WHEN ?4 THEN ?6 ELSE last_http_status END, "
-                            " last_error = CASE WHEN ?4 OR ?7 IS NOT NULL THEN ?7 ELSE last_error END, sent_at = ?8 "
+                            " last_error = CASE WHEN ?4 OR ?7 IS NOT NULL THEN ?7 ELSE last_error END, sent_at = ?8, "
+                            // an answer ends a run of lease expiries (poison rows)
+                            " lease_expiries = CASE WHEN ?4 THEN 0 ELSE lease_expiries END "
                             "WHERE id = ?1 AND lease_token = ?2 AND status = 'sending'");
       !s) {
     return s.error();
@@ -145,6 +148,7 @@ Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
     if (auto s = update_.run(); !s) return s.error();
     if (sqlite3_changes(db_.handle()) == 0) {  // another relay claimed it since: its outcome wins
       ++report.fenced;
+      report.fenced_ids.push_back(o.id);
       continue;
     }
     ++report.recorded;

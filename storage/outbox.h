@@ -32,6 +32,9 @@ struct Claim {
   std::int64_t attempts = 0;          // HTTP attempts before this one
   std::int64_t lease_token = 0;
   bool lease_expired = false;         // claimed before by a relay that never recorded an outcome
+  // Claims in a row, this one included, that found the lease of an earlier claim expired with
+  // no answer recorded (the relay died or hung while sending it): the poison-row count.
+  std::int64_t lease_expiries = 0;
 };
 
 enum class RowStatus { pending, sent, failed, dead, held };
@@ -49,6 +52,7 @@ struct Outcome {
   std::string response;                // bounded snippet of the answer
   std::int64_t started_at = 0;
   std::int64_t finished_at = 0;
+  std::uint32_t tag = 0;               // the caller's own (the relay: the row's app); not stored
 };
 
 struct AppPause {
@@ -76,6 +80,7 @@ struct Heartbeat {
 struct RecordReport {
   int recorded = 0;
   int fenced = 0;  // outcomes dropped because another relay claimed the row since
+  std::vector<std::int64_t> fenced_ids;  // their rows
   int sent = 0;
   int failed = 0;
   int dead = 0;
@@ -92,8 +97,9 @@ class Outbox {
   Result<std::vector<std::optional<std::string>>> active_apps();
 
   // Leases up to `limit` due rows of one app until `now + lease_ms`, oldest due first.
-  // Due: pending with next_attempt_at <= now, or sending with an expired lease.
-  // Fixes event_time at the first claim (the payload's eventTime, else created_at).
+  // Due: pending with next_attempt_at <= now, or sending with an expired lease (which adds
+  // one to the row's lease_expiries). Fixes event_time at the first claim (the payload's
+  // eventTime, else created_at).
   Result<std::vector<Claim>> claim(const std::optional<std::string>& app_id, std::int64_t now, std::int64_t lease_ms,
                                    int limit);
 
@@ -102,8 +108,8 @@ class Outbox {
   Result<std::optional<std::int64_t>> next_due_at(const std::optional<std::string>& app_id);
 
   // Records outcomes in one transaction: each row's new state, and an attempt row for each
-  // outcome with attempted = true. Rows no longer carrying the outcome's lease token are
-  // left alone and counted as fenced.
+  // outcome with attempted = true (an answer, which also sets lease_expiries back to 0).
+  // Rows no longer carrying the outcome's lease token are left alone and counted as fenced.
   Result<RecordReport> record(const std::vector<Outcome>& outcomes);
 
   // Notes on every pending row of one app why it is not being sent (e.g. no dev key), in

@@ -230,7 +230,7 @@ TEST_CASE("list filters by status, app, slug, error, creation time and ids, as S
 
   auto limited = relay_cli({"list", "--db", dir.db(), "--limit", "3"});
   CHECK(limited.exit_code == 0);
-  CHECK(limited.out.find("ID  APP        STATUS  SLUG   USER    ATT  CREATED") == 0);
+  CHECK(limited.out.find("ID  APP        STATUS  SLUG   USER    ATT  STOPS  CREATED") == 0);
   CHECK(std::count(limited.out.begin(), limited.out.end(), '\n') == 4);
   CHECK(limited.err == "metrix-relay: showing the first 3 of 43 matching rows; use --limit N (0 for all)\n");
   CHECK(relay_cli({"list", "--db", dir.db(), "--status", "lost"}).exit_code == 2);

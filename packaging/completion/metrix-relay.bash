@@ -50,6 +50,7 @@ _metrix_relay() {
         --endpoint | --app-id | --concurrency | --lease | --timeout | --backoff-base | --backoff-max | \
             --max-attempts | --max-age | --pause-interval | --pause-max | --poll-interval | \
             --commit-interval | --busy-timeout | --progress-interval | --shutdown-timeout | --slug | \
+            --poison-after | --max-rate | --admin-listen | \
             --error | --since | --until | --id | --limit | --older-than | --max-backlog-age | \
             --max-idle | --chunk | --json | --dedup-key)
             # A value of the user's; `--json` takes one only for enqueue.
@@ -63,7 +64,7 @@ _metrix_relay() {
             --backoff-base --backoff-max --max-attempts --max-age --pause-interval --pause-max
             --poll-interval --commit-interval --busy-timeout --progress-interval --shutdown-timeout
             --in-doubt --synchronous --cacert --until-idle --allow-insecure-http --log-format
-            --log-level --verbose" ;;
+            --log-level --verbose --poison-after --max-rate --admin-listen --admin-allow-remote" ;;
         status) options="--db --json --check --max-backlog-age --max-idle" ;;
         list) options="--db --status --app-id --slug --error --since --until --id --limit --json --csv" ;;
         show) options="--db --json" ;;

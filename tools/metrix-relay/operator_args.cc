@@ -299,6 +299,7 @@ nlohmann::ordered_json row_json(const OutboxRow& r) {
   j["dedup_key"] = opt(r.dedup_key);
   j["created_at"] = r.created_at;
   j["attempts"] = r.attempts;
+  j["lease_expiries"] = r.lease_expiries;
   j["next_attempt_at"] = r.next_attempt_at;
   j["event_time"] = opt(r.event_time);
   j["last_http_status"] = opt(r.last_http_status);
@@ -325,7 +326,7 @@ std::vector<std::string> row_csv(const OutboxRow& r) {
 }
 
 Table rows_table(const std::vector<OutboxRow>& rows) {
-  Table t({"ID", "APP", "STATUS", "SLUG", "USER", "ATT", "CREATED", "HTTP", "LAST ERROR"});
+  Table t({"ID", "APP", "STATUS", "SLUG", "USER", "ATT", "STOPS", "CREATED", "HTTP", "LAST ERROR"});
   for (const auto& r : rows) {
     auto payload = nlohmann::json::parse(r.payload, nullptr, false);
     std::string user;
@@ -334,7 +335,8 @@ Table rows_table(const std::vector<OutboxRow>& rows) {
       user = payload["metrixUserId"].get<std::string>();
     }
     t.add({std::to_string(r.id), cell(r.app_id.value_or(kDefaultAppLabel), 24), r.status,
-           cell(r.event_slug.value_or("-"), 24), cell(user, 24), std::to_string(r.attempts), short_time(r.created_at),
+           cell(r.event_slug.value_or("-"), 24), cell(user, 24), std::to_string(r.attempts),
+           std::to_string(r.lease_expiries), short_time(r.created_at),
            r.last_http_status ? std::to_string(*r.last_http_status) : "-", cell(r.last_error.value_or("-"))});
   }
   return t;

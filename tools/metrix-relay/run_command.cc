@@ -36,9 +36,10 @@ struct RunFlags {
   std::string config_file, db, endpoint, app_id, dev_key_file, cacert, in_doubt, synchronous;
   std::string lease, timeout, backoff_base, backoff_max, max_age, pause_interval, pause_max, poll_interval, commit_interval, busy_timeout,
       progress_interval, shutdown_timeout;
-  int concurrency = 0, max_attempts = 0;
-  std::string log_format, log_level;
-  bool until_idle = false, verbose = false, allow_insecure_http = false;
+  int concurrency = 0, max_attempts = 0, poison_after = 0;
+  double max_rate = 0;
+  std::string log_format, log_level, admin_listen;
+  bool until_idle = false, verbose = false, allow_insecure_http = false, admin_allow_remote = false;
   std::map<std::string, bool> given;  // flag names without dashes: given on the command line
 };
 
@@ -63,6 +64,10 @@ Result<RelayConfig> load_config(const RunFlags& f) {
   if (is_given("max-attempts")) config.max_attempts = f.max_attempts;
   if (is_given("until-idle")) config.until_idle = f.until_idle;
   if (is_given("allow-insecure-http")) config.allow_insecure_http = f.allow_insecure_http;
+  if (is_given("poison-after")) config.poison_after = f.poison_after;
+  if (is_given("max-rate")) config.max_rate = f.max_rate;
+  if (is_given("admin-listen")) config.admin_listen = f.admin_listen;
+  if (is_given("admin-allow-remote")) config.admin_allow_remote = f.admin_allow_remote;
   if (is_given("in-doubt")) {
     if (f.in_doubt == "resend") config.in_doubt = InDoubtPolicy::resend;
     else if (f.in_doubt == "hold") config.in_doubt = InDoubtPolicy::hold;
@@ -140,9 +145,12 @@ void add_run(CLI::App& app, int& exit_code) {
       "Each failed row waits its own backoff (full jitter, --backoff-base doubling to --backoff-max).\n"
       "The progress line shows each app's window; --verbose logs every decrease and why.\n\n"
       "SIGINT/SIGTERM: stop claiming, let requests in flight finish (--shutdown-timeout), record them, exit 0.\n"
-      "SIGHUP: read the config file and the key files again; apps, keys, limits, intervals and the log\n"
-      "settings change without a restart. A configuration with an error is not used (the log says why);\n"
-      "db, synchronous, busy-timeout, timeout, cacert and until-idle need a restart.\n"
+      "SIGHUP: read the config file and the key files again; apps, keys, limits, rates, intervals and the\n"
+      "log settings change without a restart. A configuration with an error is not used (the log says why);\n"
+      "db, synchronous, busy-timeout, timeout, cacert, admin-listen and until-idle need a restart.\n"
+      "Admin listener (--admin-listen): GET /metrics (Prometheus text format), /livez (200 while the loop\n"
+      "turns), /readyz (200 when the database is writable and an app can be sent to; else 503 and why),\n"
+      "/status (the JSON that the status command prints with its JSON flag).\n"
       "Under systemd (NOTIFY_SOCKET), the relay reports READY=1, STATUS=, RELOADING=1, STOPPING=1 and\n"
       "watchdog pings (WATCHDOG_USEC) from its loop.\n"
       "Exit codes: 0 done, 1 runtime failure or (--until-idle) rows that cannot be delivered because\n"
@@ -185,13 +193,25 @@ void add_run(CLI::App& app, int& exit_code) {
                   "journald fields (APP_ID, ROW_ID, ...)");
   cmd->add_option("--log-level", f->log_level, "debug, info (default), warning or error");
   cmd->add_flag("-v,--verbose", f->verbose, "log every retry, failure and probe (--log-level debug)");
+  cmd->add_option("--poison-after", f->poison_after,
+                  "a row whose relay stopped this many times in a row while sending it (its lease expired without "
+                  "an answer) is not sent again: dead, 'poison' (default 3)");
+  cmd->add_option("--max-rate", f->max_rate,
+                  "events per second per app at most (a token bucket; [apps.\"ID\"] max-rate per app); default "
+                  "unlimited");
+  cmd->add_option("--admin-listen", f->admin_listen,
+                  "serve /metrics (Prometheus), /livez, /readyz and /status on HOST:PORT, e.g. 127.0.0.1:9464 "
+                  "(default off; loopback only)");
+  cmd->add_flag("--admin-allow-remote", f->admin_allow_remote,
+                "let --admin-listen bind an address other hosts can reach (it has no authentication)");
 
   cmd->callback([f, cmd, &exit_code] {
     for (const char* name : {"db", "endpoint", "app-id", "dev-key-file", "concurrency", "lease", "timeout",
                              "backoff-base", "backoff-max", "max-attempts", "max-age", "pause-interval", "pause-max",
                              "poll-interval", "commit-interval", "busy-timeout", "progress-interval", "shutdown-timeout",
                              "in-doubt", "synchronous", "cacert", "until-idle", "allow-insecure-http", "verbose",
-                             "log-format", "log-level"}) {
+                             "log-format", "log-level", "poison-after", "max-rate", "admin-listen",
+                             "admin-allow-remote"}) {
       f->given[name] = cmd->count(std::string("--") + name) > 0;
     }
     auto config = load_config(*f);

@@ -23,6 +23,10 @@ void print_history(const RowHistory& h, std::int64_t now) {
   fields.add({"created_at", fmt::format("{} ({}), {} ago", iso_time(r.created_at), r.created_at,
                                         describe_age(now - r.created_at))});
   fields.add({"attempts", std::to_string(r.attempts)});
+  if (r.lease_expiries > 0) {
+    fields.add({"lease_expiries", fmt::format("{} (claims in a row whose relay stopped before an answer)",
+                                              r.lease_expiries)});
+  }
   if (r.status == "pending" || r.status == "sending") {
     fields.add({"next_attempt_at", fmt::format("{} ({}){}", iso_time(r.next_attempt_at), r.next_attempt_at,
                                                r.status == "sending" ? ", when the lease expires" : "")});

@@ -1,0 +1,177 @@
+#include "relay/admin.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <optional>
+
+#include "relay/status_json.h"
+#include "storage/audit.h"
+#include "storage/backlog.h"
+#include "storage/database.h"
+#include "storage/migrate.h"
+
+namespace metrix {
+
+namespace {
+
+std::int64_t monotonic_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// What the handlers share. They run on the server's one worker thread, one at a time.
+struct AdminState {
+  AdminState(std::string path, Metrics& m) : db_path(std::move(path)), metrics(m) {}
+  std::string db_path;
+  Metrics& metrics;
+  std::optional<Database> db;  // opened on first use, read-only
+  std::optional<Backlog> backlog;
+  std::int64_t backlog_read_us = 0;   // monotonic; when it was last read
+  double backlog_read_seconds = 0;    // how long that read took
+  std::uint64_t backlog_read_failures = 0;
+
+  Result<Database*> database() {
+    if (!db) {
+      OpenOptions options;
+      options.read_only = true;
+      auto opened = Database::open(db_path, options);
+      if (!opened) return opened.error();
+      db = std::move(*opened);
+    }
+    return &*db;
+  }
+
+  void refresh_backlog() {
+    const std::int64_t now_us = monotonic_us();
+    if (backlog && now_us - backlog_read_us < std::chrono::microseconds(kBacklogReadInterval).count()) return;
+    backlog_read_us = now_us;
+    auto d = database();
+    auto read = d ? read_backlog(**d, db_path, now_ms()) : Result<Backlog>(d.error());
+    backlog_read_seconds = static_cast<double>(monotonic_us() - now_us) / 1e6;
+    if (read) backlog = std::move(*read);
+    else ++backlog_read_failures;  // the last good read is served; the counter says it is old
+  }
+
+  std::string render_backlog() const {
+    std::string out;
+    auto label = [](const AppBacklog& a) { return a.app_id.value_or(kDefaultAppLabel); };
+    metric_header(out, "metrix_relay_outbox_rows", "gauge", "Rows in the outbox, by app and status.");
+    if (backlog) {
+      for (const auto& a : backlog->apps) {
+        for (size_t i = 0; i < kBacklogStatuses.size(); ++i) {
+          metric_line(out, "metrix_relay_outbox_rows", {{"app_id", label(a)}, {"status", kBacklogStatuses[i]}},
+                      static_cast<double>(a.rows[i]));
+        }
+      }
+    }
+    std::string due, age;
+    if (backlog) {
+      for (const auto& a : backlog->apps) {
+        metric_line(due, "metrix_relay_outbox_rows_due", {{"app_id", label(a)}}, static_cast<double>(a.due));
+        const double waited = a.oldest_due_since ? static_cast<double>(now_ms() - *a.oldest_due_since) / 1000.0 : 0;
+        metric_line(age, "metrix_relay_outbox_oldest_due_age_seconds", {{"app_id", label(a)}}, std::max(0.0, waited));
+      }
+    }
+    metric_header(out, "metrix_relay_outbox_rows_due", "gauge",
+                  "Rows due now (pending, or sending with an expired lease), by app.");
+    out += due;
+    metric_header(out, "metrix_relay_outbox_oldest_due_age_seconds", "gauge",
+                  "How long the row due longest has waited since it became due, by app; 0 when none is due.");
+    out += age;
+    metric_header(out, "metrix_relay_database_wal_bytes", "gauge", "Size of the database's write-ahead log.");
+    metric_line(out, "metrix_relay_database_wal_bytes", {}, backlog ? static_cast<double>(backlog->wal_bytes) : 0);
+    metric_header(out, "metrix_relay_outbox_read_duration_seconds", "gauge",
+                  "How long the last read of the outbox's counts took (read at most every 5 s, when scraped).");
+    metric_line(out, "metrix_relay_outbox_read_duration_seconds", {}, backlog_read_seconds);
+    metric_header(out, "metrix_relay_outbox_read_failures_total", "counter",
+                  "Reads of the outbox's counts that failed (the gauges above keep the last good read).");
+    metric_line(out, "metrix_relay_outbox_read_failures_total", {}, static_cast<double>(backlog_read_failures));
+    return out;
+  }
+
+  // Why the relay is not ready, or "" when it is.
+  std::string unready() {
+    std::string reason = metrics.unready();
+    if (!reason.empty()) return reason;
+    auto d = database();
+    if (!d) return "database: " + d.error().message;
+    if (auto s = check_schema(**d); !s) return "database: " + s.error().message;
+    return {};
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& address, const std::string& db_path,
+                                                        Metrics& metrics) {
+  std::unique_ptr<AdminServer> admin(new AdminServer());
+  admin->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& server = *admin->server_;
+  // One worker: the handlers share one read connection, and a flood of scrapes queues
+  // rather than multiplies the reads.
+  server.new_task_queue = [] { return new httplib::ThreadPool(1); };
+  server.set_read_timeout(5, 0);
+  server.set_write_timeout(5, 0);
+  server.set_payload_max_length(4096);
+  auto state = std::make_shared<AdminState>(db_path, metrics);
+
+  server.Get("/metrics", [state](const httplib::Request&, httplib::Response& res) {
+    state->refresh_backlog();
+    std::string body = state->metrics.render();
+    body += state->render_backlog();
+    res.set_content(std::move(body), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server.Get("/livez", [state](const httplib::Request&, httplib::Response& res) {
+    const std::int64_t idle_us = monotonic_us() - state->metrics.loop_turn_us.load();
+    if (idle_us < std::chrono::microseconds(kLivenessLimit).count()) {
+      res.set_content("ok\n", "text/plain");
+    } else {
+      res.status = 503;
+      res.set_content(fmt::format("the relay's loop last turned {:.1f}s ago\n", static_cast<double>(idle_us) / 1e6),
+                      "text/plain");
+    }
+  });
+  server.Get("/readyz", [state](const httplib::Request&, httplib::Response& res) {
+    std::string reason = state->unready();
+    if (reason.empty()) {
+      res.set_content("ok\n", "text/plain");
+    } else {
+      res.status = 503;
+      res.set_content(reason + "\n", "text/plain");
+    }
+  });
+  server.Get("/status", [state](const httplib::Request&, httplib::Response& res) {
+    auto d = state->database();
+    auto snapshot = d ? read_status(**d, now_ms()) : Result<StatusSnapshot>(d.error());
+    if (!snapshot) {
+      res.status = 503;
+      res.set_content(snapshot.error().message + "\n", "text/plain");
+      return;
+    }
+    HealthThresholds thresholds;
+    auto json = status_json(*snapshot, evaluate_health(*snapshot, thresholds), thresholds);
+    res.set_content(json.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n",
+                    "application/json");
+  });
+
+  errno = 0;
+  const int port = address.port == 0 ? server.bind_to_any_port(address.host) : address.port;
+  if (port <= 0 || (address.port != 0 && !server.bind_to_port(address.host, address.port))) {
+    return Error{Errc::io, fmt::format("admin listener: cannot listen on {} port {}: {}", address.host, address.port,
+                                       errno ? std::strerror(errno) : "bind failed")};
+  }
+  admin->port_ = port;
+  admin->thread_ = std::thread([&server] { server.listen_after_bind(); });
+  return admin;
+}
+
+AdminServer::~AdminServer() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace metrix

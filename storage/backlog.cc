@@ -1,0 +1,50 @@
+#include "storage/backlog.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+namespace metrix {
+
+Result<Backlog> read_backlog(Database& db, const std::string& path, std::int64_t now) {
+  auto tx = Transaction::begin_read(db.handle());
+  if (!tx) return tx.error();
+  std::map<std::optional<std::string>, AppBacklog> apps;
+  auto counts = db.prepare("SELECT app_id, status, count(*) FROM metrix_outbox GROUP BY app_id, status");
+  if (!counts) return counts.error();
+  for (;;) {
+    auto row = counts->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    auto app = counts->optional_text(0);
+    const std::string status = counts->text(1);
+    auto it = std::find_if(kBacklogStatuses.begin(), kBacklogStatuses.end(),
+                           [&](const char* s) { return status == s; });
+    AppBacklog& a = apps[app];
+    a.app_id = app;
+    if (it != kBacklogStatuses.end()) a.rows[static_cast<size_t>(it - kBacklogStatuses.begin())] = counts->int64(2);
+  }
+  auto due = db.prepare(
+      "SELECT app_id, sum(next_attempt_at <= ?1), min(next_attempt_at) FROM metrix_outbox INDEXED BY metrix_outbox_due "
+      "WHERE status IN ('pending', 'sending') GROUP BY app_id");
+  if (!due) return due.error();
+  due->bind(1, now);
+  for (;;) {
+    auto row = due->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    AppBacklog& a = apps[due->optional_text(0)];
+    a.app_id = due->optional_text(0);
+    a.due = due->int64(1);
+    if (due->int64(2) <= now) a.oldest_due_since = due->int64(2);
+  }
+  Backlog backlog;
+  for (auto& [app, a] : apps) backlog.apps.push_back(std::move(a));
+  struct stat st {};
+  if (stat((path + "-wal").c_str(), &st) == 0) backlog.wal_bytes = st.st_size;
+  return backlog;
+}
+
+}  // namespace metrix
