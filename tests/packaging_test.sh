@@ -19,7 +19,10 @@ trap 'rm -rf "$scratch"' EXIT
 DESTDIR=$scratch cmake --install "$build" --prefix /usr >/dev/null
 for path in usr/bin/metrix-relay usr/share/man/man1/metrix-relay.1.gz usr/share/man/man5/metrix-relay.toml.5.gz \
             usr/share/bash-completion/completions/metrix-relay usr/share/doc/metrix-relay/copyright \
-            usr/share/doc/metrix-relay/changelog.Debian.gz; do
+            usr/share/doc/metrix-relay/changelog.Debian.gz \
+            usr/share/metrix-relay/monitoring/metrix-relay-alerts.yml \
+            usr/share/metrix-relay/monitoring/metrix-relay-alerts.test.yml \
+            usr/share/metrix-relay/monitoring/metrix-relay-dashboard.json; do
   [ -f "$scratch/$path" ] || fail "not installed: /$path"
 done
 unit=$(find "$scratch" -path '*/systemd/system/metrix-relay.service' | head -1)
