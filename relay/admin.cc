@@ -23,12 +23,14 @@ std::int64_t monotonic_us() {
       .count();
 }
 
-// What the handlers share. They run on the server's one worker thread, one at a time.
+// What the handlers share. Those that read the database hold `mutex` (one connection, one
+// read at a time); /livez reads an atomic only, so a slow read never delays a probe.
 struct AdminState {
   AdminState(std::string path, Metrics& m) : db_path(std::move(path)), metrics(m) {}
   std::string db_path;
   Metrics& metrics;
-  std::optional<Database> db;  // opened on first use, read-only
+  std::mutex mutex;
+  std::optional<Database> db;  // opened on first use, read-only; under mutex
   std::optional<Backlog> backlog;
   std::int64_t backlog_read_us = 0;   // monotonic; when it was last read
   double backlog_read_seconds = 0;    // how long that read took
@@ -111,15 +113,18 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
   std::unique_ptr<AdminServer> admin(new AdminServer());
   admin->server_ = std::make_unique<httplib::Server>();
   httplib::Server& server = *admin->server_;
-  // One worker: the handlers share one read connection, and a flood of scrapes queues
-  // rather than multiplies the reads.
-  server.new_task_queue = [] { return new httplib::ThreadPool(1); };
+  // A few workers: an idle keep-alive connection (Prometheus keeps one) holds a worker until
+  // it times out, and a probe must not wait for it. The reads of the database still go one
+  // at a time (AdminState::mutex), so a flood of scrapes queues rather than multiplies them.
+  server.new_task_queue = [] { return new httplib::ThreadPool(4); };
+  server.set_keep_alive_timeout(5);
   server.set_read_timeout(5, 0);
   server.set_write_timeout(5, 0);
   server.set_payload_max_length(4096);
   auto state = std::make_shared<AdminState>(db_path, metrics);
 
   server.Get("/metrics", [state](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(state->mutex);
     state->refresh_backlog();
     std::string body = state->metrics.render();
     body += state->render_backlog();
@@ -136,6 +141,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
     }
   });
   server.Get("/readyz", [state](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(state->mutex);
     std::string reason = state->unready();
     if (reason.empty()) {
       res.set_content("ok\n", "text/plain");
@@ -145,6 +151,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
     }
   });
   server.Get("/status", [state](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(state->mutex);
     auto d = state->database();
     auto snapshot = d ? read_status(**d, now_ms()) : Result<StatusSnapshot>(d.error());
     if (!snapshot) {

@@ -10,8 +10,9 @@
 //                 key and is not paused); else 503 with the reason as text.
 //   GET /status   the JSON of `metrix-relay status --json` (default health thresholds).
 //
-// One thread serves one request at a time, on a read-only connection of its own: a scrape
-// never takes the write lock and never slows the loop beyond reading its atomics.
+// A few threads serve; the database is read on one read-only connection of the listener's
+// own, one read at a time: a scrape never takes the write lock and never slows the loop
+// beyond reading its atomics.
 #pragma once
 
 #include <chrono>
