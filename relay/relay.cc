@@ -187,6 +187,7 @@ class Relay {
 
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
   std::vector<AppState*> apps_by_index_;                   // by AppState::index
+  std::string unready_;                                    // as last published (GET /readyz)
   std::map<std::string, AppPause> stored_pauses_;
   std::vector<std::optional<std::string>> active_apps_;    // as of the last round
   size_t ready_count_ = 0;                                 // rows in the apps' ready queues
@@ -363,9 +364,10 @@ Status Relay::finish_round(WriteDone done) {
     if (now - c.created_at > config_.max_age_ms) {
       o.status = RowStatus::dead;
       o.error = fmt::format("stale: older than --max-age {}", describe_ms(config_.max_age_ms));
-    } else if (c.lease_expired && c.lease_expiries >= config_.poison_after) {
-      // Every relay that claimed it since its last answer died or hung while sending it: do
-      // not let it stop this one too. An operator can look at it and requeue it.
+    } else if (c.lease_expiries >= config_.poison_after) {
+      // Every relay that claimed it since its last answer died or hung while sending it (or
+      // `check --repair` released its expired lease): do not let it stop this one too. An
+      // operator can look at it and requeue it.
       o.status = RowStatus::dead;
       o.error = fmt::format(
           "{}the relay stopped {} times in a row while sending this row (its lease expired with no answer "
@@ -553,18 +555,16 @@ void Relay::count_committed(const std::vector<Outcome>& outcomes, const std::vec
 }
 
 void Relay::publish_readiness(bool writable) {
+  std::string reason;
   if (!writable) {
-    metrics_.set_unready("database: the last write to the outbox failed (see the log)");
-    return;
+    reason = "database: the last write to the outbox failed (see the log)";
+  } else if (config_.dev_keys.empty()) {
+    reason = "no app has a dev key: no row can be sent";
+  } else if (std::all_of(config_.dev_keys.begin(), config_.dev_keys.end(),
+                         [&](const auto& key) { return stored_pauses_.count(key.first) > 0; })) {
+    reason = "every app with a dev key is paused after a 403 from Metrix";
   }
-  for (const auto& [id, key] : config_.dev_keys) {
-    if (!stored_pauses_.count(id)) {
-      metrics_.set_unready("");
-      return;
-    }
-  }
-  metrics_.set_unready(config_.dev_keys.empty() ? "no app has a dev key: no row can be sent"
-                                                : "every app with a dev key is paused after a 403 from Metrix");
+  if (reason != unready_) metrics_.set_unready(unready_ = std::move(reason));
 }
 
 void Relay::on_answer(const HttpResult& result) {
@@ -677,11 +677,14 @@ void Relay::adapt_window(AppState& app, const Classification& verdict, const Htt
 }
 
 int Relay::rate_wait_ms() {
+  // With every request slot taken, an answer wakes the loop first.
+  if (http_->in_flight() >= static_cast<size_t>(config_.concurrency)) return 50;
   const std::int64_t now_us = monotonic_us();
   std::int64_t wait_us = 50'000;
   for (auto& [id, app] : apps_) {
     if (app->ready.empty() || !app->rate.limited() || app->in_flight >= app->window.limit(now_us)) continue;
-    wait_us = std::min(wait_us, app->rate.next_token_us(now_us) - now_us);
+    // At least a millisecond: the loop never spins.
+    wait_us = std::min(wait_us, std::max<std::int64_t>(1000, app->rate.next_token_us(now_us) - now_us));
   }
   return static_cast<int>((wait_us + 999) / 1000);
 }
@@ -1044,17 +1047,17 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
   metrics.loop_turn_us = monotonic_us();
   std::unique_ptr<AdminServer> admin;  // declared before the relay: it outlives the loop
   if (!config.admin_listen.empty()) {
-    auto started = AdminServer::start(*parse_listen_address(config.admin_listen), config.db_path, metrics);
+    const ListenAddress address = *parse_listen_address(config.admin_listen);  // validate() checked it
+    auto started = AdminServer::start(address, config.db_path, metrics);
     if (!started) {
       log::error({}, "{}", started.error().message);
       return 1;
     }
     admin = std::move(*started);
-    if (auto address = parse_listen_address(config.admin_listen); !address->loopback) {
+    if (!address.loopback) {
       log::warning({}, "the admin listener on {} is reachable from other hosts (--admin-allow-remote) and has no "
                    "authentication: keep it behind a firewall", config.admin_listen);
     }
-    const auto address = *parse_listen_address(config.admin_listen);
     log::info({}, "admin listener on http://{}:{}/ (metrics, livez, readyz, status)",
               address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host, admin->port());
   }

@@ -129,7 +129,9 @@ Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now) {
     auto tx = Transaction::begin(db->handle());
     if (!tx) return tx.error();
     auto release = db->prepare(
-        "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?1, "
+        // A lease that expired with no answer, like one a relay finds when it claims the row:
+        // it counts towards the row's poison limit.
+        "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?1, lease_expiries = lease_expiries + 1, "
         " last_error = 'lease expired: released by metrix-relay check --repair (may have reached Metrix)' "
         "WHERE status = 'sending' AND next_attempt_at < ?1");
     if (!release) return release.error();

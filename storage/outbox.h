@@ -32,8 +32,8 @@ struct Claim {
   std::int64_t attempts = 0;          // HTTP attempts before this one
   std::int64_t lease_token = 0;
   bool lease_expired = false;         // claimed before by a relay that never recorded an outcome
-  // Claims in a row, this one included, that found the lease of an earlier claim expired with
-  // no answer recorded (the relay died or hung while sending it): the poison-row count.
+  // Leases of this row in a row that expired with no answer recorded (its relay died or hung
+  // while sending it), the one this claim found included: the poison-row count.
   std::int64_t lease_expiries = 0;
 };
 

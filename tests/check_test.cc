@@ -60,6 +60,8 @@ TEST_CASE("after a killed relay, check finds the expired leases and --repair rel
   CHECK_MESSAGE(repaired.exit_code == 0, repaired.out << repaired.err);
   CHECK(count_status(dir.db(), "sending") == 0);
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE last_error LIKE 'lease expired: released by%'") == sending);
+  // Each released row counts a lease that expired without an answer (poison rows).
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE lease_expiries = 1") == sending);
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_relay_heartbeat") == 0);
   CHECK(repaired.out.find("repaired: " + std::to_string(sending) + " expired leases released, 1 stale heartbeats removed") !=
         std::string::npos);

@@ -107,6 +107,43 @@ TEST_CASE("an expired lease makes the row due again, and the old lease can no lo
   CHECK(test::scalar(dir.db(), "SELECT attempt FROM metrix_outbox_attempt WHERE outbox_id = 1") == 1);
 }
 
+TEST_CASE("lease_expiries counts expired leases in a row; an answer sets it back, a hand-back does not") {
+  TempDir dir;
+  test::make_outbox(dir.db(), 1);
+  auto db = Database::open(dir.db());
+  REQUIRE(db);
+  Outbox outbox(*db);
+  std::int64_t t = now_ms();
+  auto claim = [&] {
+    auto c = outbox.claim(std::nullopt, t, 1000, 1);
+    REQUIRE(c);
+    REQUIRE(c->size() == 1);
+    t += 1001;  // and let the lease expire
+    return (*c)[0];
+  };
+  auto record = [&](const Claim& c, bool attempted) {
+    Outcome o;
+    o.id = c.id;
+    o.lease_token = c.lease_token;
+    o.status = RowStatus::pending;
+    o.attempted = attempted;
+    o.next_attempt_at = t;
+    REQUIRE(outbox.record({o}));
+  };
+  CHECK(claim().lease_expiries == 0);
+  CHECK(claim().lease_expiries == 1);
+  const Claim third = claim();
+  CHECK(third.lease_expiries == 2);
+  CHECK(test::scalar(dir.db(), "SELECT lease_expiries FROM metrix_outbox") == 2);
+  record(third, false);  // handed back (a clean shutdown): not an answer, the count stays
+  CHECK(test::scalar(dir.db(), "SELECT lease_expiries FROM metrix_outbox") == 2);
+  const Claim fourth = claim();  // pending, not an expired lease: nothing to add
+  CHECK_FALSE(fourth.lease_expired);
+  CHECK(fourth.lease_expiries == 2);
+  record(fourth, true);  // an answer (a 503, say)
+  CHECK(test::scalar(dir.db(), "SELECT lease_expiries FROM metrix_outbox") == 0);
+}
+
 TEST_CASE("a payload's own eventTime is kept and sent unchanged") {
   TempDir dir;
   test::make_outbox(dir.db(), 0);
