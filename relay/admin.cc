@@ -3,8 +3,9 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
-#include <cerrno>
-#include <cstring>
+#include <sys/socket.h>
+
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -26,8 +27,10 @@ std::int64_t monotonic_us() {
 // What the handlers share. Those that read the database hold `mutex` (one connection, one
 // read at a time); /livez reads an atomic only, so a slow read never delays a probe.
 struct AdminState {
-  AdminState(std::string path, Metrics& m) : db_path(std::move(path)), metrics(m) {}
+  AdminState(std::string path, std::optional<std::string> default_app_id, Metrics& m)
+      : db_path(std::move(path)), default_app(std::move(default_app_id)), metrics(m) {}
   std::string db_path;
+  std::optional<std::string> default_app;
   Metrics& metrics;
   std::mutex mutex;
   std::optional<Database> db;  // opened on first use, read-only; under mutex
@@ -58,25 +61,37 @@ struct AdminState {
     else ++backlog_read_failures;  // the last good read is served; the counter says it is old
   }
 
+  // The backlog by the app the relay sends it as: rows with a NULL app_id are the default
+  // app's (merged with rows that name it), "(none)" when the relay has no default app.
+  std::map<std::string, AppBacklog> by_label() const {
+    std::map<std::string, AppBacklog> apps;
+    if (!backlog) return apps;
+    for (const auto& a : backlog->apps) {
+      AppBacklog& m = apps[a.app_id ? *a.app_id : default_app.value_or("(none)")];
+      for (size_t i = 0; i < a.rows.size(); ++i) m.rows[i] += a.rows[i];
+      m.due += a.due;
+      if (a.oldest_due_since && (!m.oldest_due_since || *a.oldest_due_since < *m.oldest_due_since)) {
+        m.oldest_due_since = a.oldest_due_since;
+      }
+    }
+    return apps;
+  }
+
   std::string render_backlog() const {
     std::string out;
-    auto label = [](const AppBacklog& a) { return a.app_id.value_or(kDefaultAppLabel); };
+    const auto apps = by_label();
     metric_header(out, "metrix_relay_outbox_rows", "gauge", "Rows in the outbox, by app and status.");
-    if (backlog) {
-      for (const auto& a : backlog->apps) {
-        for (size_t i = 0; i < kBacklogStatuses.size(); ++i) {
-          metric_line(out, "metrix_relay_outbox_rows", {{"app_id", label(a)}, {"status", kBacklogStatuses[i]}},
-                      static_cast<double>(a.rows[i]));
-        }
+    for (const auto& [label, a] : apps) {
+      for (size_t i = 0; i < kBacklogStatuses.size(); ++i) {
+        metric_line(out, "metrix_relay_outbox_rows", {{"app_id", label}, {"status", kBacklogStatuses[i]}},
+                    static_cast<double>(a.rows[i]));
       }
     }
     std::string due, age;
-    if (backlog) {
-      for (const auto& a : backlog->apps) {
-        metric_line(due, "metrix_relay_outbox_rows_due", {{"app_id", label(a)}}, static_cast<double>(a.due));
-        const double waited = a.oldest_due_since ? static_cast<double>(now_ms() - *a.oldest_due_since) / 1000.0 : 0;
-        metric_line(age, "metrix_relay_outbox_oldest_due_age_seconds", {{"app_id", label(a)}}, std::max(0.0, waited));
-      }
+    for (const auto& [label, a] : apps) {
+      metric_line(due, "metrix_relay_outbox_rows_due", {{"app_id", label}}, static_cast<double>(a.due));
+      const double waited = a.oldest_due_since ? static_cast<double>(now_ms() - *a.oldest_due_since) / 1000.0 : 0;
+      metric_line(age, "metrix_relay_outbox_oldest_due_age_seconds", {{"app_id", label}}, std::max(0.0, waited));
     }
     metric_header(out, "metrix_relay_outbox_rows_due", "gauge",
                   "Rows due now (pending, or sending with an expired lease), by app.");
@@ -109,6 +124,7 @@ struct AdminState {
 }  // namespace
 
 Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& address, const std::string& db_path,
+                                                        const std::optional<std::string>& default_app,
                                                         Metrics& metrics) {
   std::unique_ptr<AdminServer> admin(new AdminServer());
   admin->server_ = std::make_unique<httplib::Server>();
@@ -121,7 +137,13 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
   server.set_read_timeout(5, 0);
   server.set_write_timeout(5, 0);
   server.set_payload_max_length(4096);
-  auto state = std::make_shared<AdminState>(db_path, metrics);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which lets a second relay bind the
+  // same port and answer half the scrapes instead of failing to start.
+  server.set_socket_options([](int fd) {
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  auto state = std::make_shared<AdminState>(db_path, default_app, metrics);
 
   server.Get("/metrics", [state](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(state->mutex);
@@ -165,14 +187,21 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
                     "application/json");
   });
 
-  errno = 0;
   const int port = address.port == 0 ? server.bind_to_any_port(address.host) : address.port;
   if (port <= 0 || (address.port != 0 && !server.bind_to_port(address.host, address.port))) {
-    return Error{Errc::io, fmt::format("admin listener: cannot listen on {} port {}: {}", address.host, address.port,
-                                       errno ? std::strerror(errno) : "bind failed")};
+    return Error{Errc::io, fmt::format("admin listener: cannot listen on {} port {} (is another process using it?)",
+                                       address.host, address.port)};
   }
   admin->port_ = port;
-  admin->thread_ = std::thread([&server] { server.listen_after_bind(); });
+  AdminServer* self = admin.get();
+  admin->thread_ = std::thread([self, &server] {
+    server.listen_after_bind();
+    self->ended_ = true;
+  });
+  // Serving before start() returns: httplib's stop() does nothing to a server that has not
+  // begun to listen, so a relay that exits at once would wait forever in the destructor.
+  while (!server.is_running() && !admin->ended_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (admin->ended_) return Error{Errc::io, "admin listener: stopped as soon as it started"};
   return admin;
 }
 

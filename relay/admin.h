@@ -15,8 +15,10 @@
 // beyond reading its atomics.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -35,9 +37,10 @@ inline constexpr std::chrono::seconds kLivenessLimit{5};
 
 class AdminServer {
  public:
-  // Binds the address (an error names it) and starts serving.
+  // Binds the address (an error names it) and starts serving. Rows whose app_id is NULL are
+  // counted under `default_app` (the relay's --app-id), as the relay's own metrics count them.
   static Result<std::unique_ptr<AdminServer>> start(const ListenAddress& address, const std::string& db_path,
-                                                    Metrics& metrics);
+                                                    const std::optional<std::string>& default_app, Metrics& metrics);
   ~AdminServer();  // stops serving and joins the thread
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
@@ -49,6 +52,7 @@ class AdminServer {
 
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
+  std::atomic<bool> ended_{false};  // the serving thread returned
   std::thread thread_;
 };
 

@@ -326,7 +326,13 @@ Status validate(const RelayConfig& c) {
   if (c.commit_interval_ms < 0 || c.commit_interval_ms > 1000) return invalid("--commit-interval must be between 0 and 1s");
   if (c.busy_timeout_ms < 1 || c.busy_timeout_ms > 600'000) return invalid("--busy-timeout must be between 1ms and 10m");
   if (c.poison_after < 1) return invalid("--poison-after must be at least 1");
-  if (!(c.max_rate >= 0) || c.max_rate > 1e6) return invalid("--max-rate must be between 0 (unlimited) and 1000000");
+  auto rate_ok = [](double r) { return r == 0 || (r >= 0.01 && r <= 1e6); };
+  if (!rate_ok(c.max_rate)) return invalid("--max-rate must be 0 (unlimited) or between 0.01 and 1000000 events per second");
+  for (const auto& [app, rate] : c.app_max_rates) {
+    if (!rate_ok(rate)) {
+      return invalid(fmt::format("apps.\"{}\".max-rate must be 0 (unlimited) or between 0.01 and 1000000", app));
+    }
+  }
   if (!c.admin_listen.empty()) {
     auto address = parse_listen_address(c.admin_listen);
     if (!address) return invalid("--admin-listen " + c.admin_listen + ": " + address.error().message);

@@ -3,9 +3,10 @@
 // event on the window's closing edge), however large the backlog and however the relay's
 // loop is scheduled.
 //
-// The bucket holds up to `burst` tokens (10 ms of the rate, at least one), so a loop that
-// turns every few milliseconds still reaches the rate; to keep the bound above it refills at
-// rate - (burst - 1) per second. Pure: the caller passes the time (monotonic microseconds).
+// The bucket holds up to `burst` tokens (one below 30/s; two, or 10 ms of the rate from
+// 200/s), so a loop that wakes a little after a token is due still reaches the rate; to keep
+// the bound above it refills at rate - (burst - 1) per second: within 3.3% of the rate.
+// Pure: the caller passes the time (monotonic microseconds).
 #pragma once
 
 #include <cstdint>

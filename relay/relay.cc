@@ -172,7 +172,7 @@ class Relay {
   // Adds committed outcomes to their apps' metrics (fenced ones were not committed).
   void count_committed(const std::vector<Outcome>& outcomes, const std::vector<std::int64_t>& fenced_ids);
   // What GET /readyz says: why no row can be delivered now, or "" when one can.
-  void publish_readiness(bool writable);
+  void publish_readiness();
 
   RelayConfig config_;  // replaced by a reload
   // On this thread's connection: reads (pauses at start, counts) and the first and last
@@ -188,6 +188,10 @@ class Relay {
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
   std::vector<AppState*> apps_by_index_;                   // by AppState::index
   std::string unready_;                                    // as last published (GET /readyz)
+  // A suspect row (ClaimKind::suspect) is claimed and not yet answered or handed back. One at
+  // a time: when a relay stops while holding one, no other suspect's lease expires with it.
+  bool suspect_held_ = false;
+  bool last_write_ok_ = true;  // the last write round committed
   std::map<std::string, AppPause> stored_pauses_;
   std::vector<std::optional<std::string>> active_apps_;    // as of the last round
   size_t ready_count_ = 0;                                 // rows in the apps' ready queues
@@ -267,8 +271,9 @@ int Relay::claim_gate(const AppState& app, int claim_limit, std::int64_t now_us)
   const double usable_ms = static_cast<double>(config_.lease_ms - config_.timeout_ms - 1000);
   const double rtt_ms = std::max(1.0, static_cast<double>(app.window.rtt_us()) / 1000.0);
   double sendable = limit * usable_ms / rtt_ms;
-  // Under --max-rate, no more than the rate lets out before then either.
-  if (app.rate.limited()) sendable = std::min(sendable, app.rate.rate() * usable_ms / 1000.0);
+  // Under --max-rate, two seconds of the rate (one row at least): claimed rows wait for their
+  // tokens, and more of them would hold the shared claim budget away from the other apps.
+  if (app.rate.limited()) sendable = std::min(sendable, std::max(1.0, app.rate.rate() * 2.0));
   sendable -= static_cast<double>(app.ready.size());
   return static_cast<int>(std::clamp(sendable, 0.0, static_cast<double>(claim_limit)));
 }
@@ -282,6 +287,7 @@ void Relay::start_round(std::int64_t now, int claim_limit) {
   job.outcomes = std::exchange(outcomes_, {});
   if (std::exchange(beat_due_, false)) job.heartbeat = heartbeat_;
   job.pauses = std::exchange(pause_writes_, {});
+  job.claim_suspect = !suspect_held_;
   // Only apps the last round listed: an app new to this relay is claimed from the round after
   // the one that found it, once its state here says whether it may be sent to.
   for (const auto& app_value : active_apps_) {
@@ -315,7 +321,8 @@ Status Relay::finish_round(WriteDone done) {
   write_lock_us_ += done.lock_us;
   metrics_.write_rounds.fetch_add(1, std::memory_order_relaxed);
   if (!done.status) metrics_.write_round_failures.fetch_add(1, std::memory_order_relaxed);
-  publish_readiness(done.status.ok());
+  last_write_ok_ = done.status.ok();
+  publish_readiness();
   for (AppState* app : round_probes_) app->probe_in_flight = false;  // set again below if claimed
   auto probes = std::exchange(round_probes_, {});
   auto notes = std::exchange(round_notes_, {});
@@ -385,6 +392,7 @@ Status Relay::finish_round(WriteDone done) {
     } else {
       bool probe = std::find(probes.begin(), probes.end(), &app) != probes.end();
       if (probe) app.probe_in_flight = true;
+      if (c.lease_expiries > 0) suspect_held_ = true;
       app.ready.push_back(Ready{std::move(c), &app, probe, now + round_lease_ms_});
       ++ready_count_;
       continue;
@@ -395,6 +403,7 @@ Status Relay::finish_round(WriteDone done) {
 }
 
 void Relay::hand_back(const Claim& claim, std::int64_t now, std::int64_t due) {
+  if (claim.lease_expiries > 0) suspect_held_ = false;
   Outcome o;
   o.id = claim.id;
   o.lease_token = claim.lease_token;
@@ -492,6 +501,7 @@ void Relay::send(Ready ready) {
     log::warning({.app_id = ready.app->id, .row_id = ready.claim.id, .error = s.error().message},
                  "cannot start a request for row {}: {}", ready.claim.id, s.error().message);
     if (ready.probe) ready.app->probe_in_flight = false;
+    if (ready.claim.lease_expiries > 0) suspect_held_ = false;
     return;
   }
   ++stats_.requests;
@@ -521,7 +531,7 @@ void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe
   stored_pauses_[app.id] = *app.pause;
   pause_writes_.emplace_back(app.id, *app.pause);
   metrics_.set_pause(app.metrics, app.pause->reason);
-  publish_readiness(true);
+  publish_readiness();
 }
 
 void Relay::resume_app(AppState& app, std::int64_t now) {
@@ -531,7 +541,7 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
   stored_pauses_.erase(app.id);
   pause_writes_.emplace_back(app.id, std::nullopt);
   metrics_.set_pause(app.metrics, std::nullopt);
-  publish_readiness(true);
+  publish_readiness();
 }
 
 void Relay::count_committed(const std::vector<Outcome>& outcomes, const std::vector<std::int64_t>& fenced_ids) {
@@ -554,9 +564,9 @@ void Relay::count_committed(const std::vector<Outcome>& outcomes, const std::vec
   }
 }
 
-void Relay::publish_readiness(bool writable) {
+void Relay::publish_readiness() {
   std::string reason;
-  if (!writable) {
+  if (!last_write_ok_) {
     reason = "database: the last write to the outbox failed (see the log)";
   } else if (config_.dev_keys.empty()) {
     reason = "no app has a dev key: no row can be sent";
@@ -575,6 +585,7 @@ void Relay::on_answer(const HttpResult& result) {
   AppState& app = *flight.app;
   --app.in_flight;
   if (flight.probe) app.probe_in_flight = false;
+  if (flight.claim.lease_expiries > 0) suspect_held_ = false;
   const std::int64_t now = result.finished_at;
   const std::int64_t attempt = flight.claim.attempts + 1;
 
@@ -761,7 +772,7 @@ void Relay::reload(std::int64_t now) {
       }
     }
     heartbeat_.interval_ms = config_.progress_interval_ms;
-    publish_readiness(true);
+    publish_readiness();
     log::info({}, "reloaded: {} apps with a dev key, {} requests in flight at most, log level {}",
               config_.dev_keys.size(), config_.concurrency, log::name(config_.log_level));
   }
@@ -825,7 +836,7 @@ int Relay::run() {
   heartbeat_.interval_ms = config_.progress_interval_ms;
   heartbeat_.relay_id = fmt::format("{}:{}:{}", heartbeat_.host, heartbeat_.pid, heartbeat_.started_at);
   if (auto s = outbox_.beat(heartbeat_); !s) log::warning({}, "cannot write the heartbeat: {}", s.error().message);
-  publish_readiness(true);
+  publish_readiness();
   // The database is open, its schema checked, the keys read and the configuration valid.
   notifier_.ready(service_status(outbox_.unfinished_count()));
 
@@ -1048,7 +1059,7 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
   std::unique_ptr<AdminServer> admin;  // declared before the relay: it outlives the loop
   if (!config.admin_listen.empty()) {
     const ListenAddress address = *parse_listen_address(config.admin_listen);  // validate() checked it
-    auto started = AdminServer::start(address, config.db_path, metrics);
+    auto started = AdminServer::start(address, config.db_path, config.default_app_id, metrics);
     if (!started) {
       log::error({}, "{}", started.error().message);
       return 1;

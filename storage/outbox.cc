@@ -26,6 +26,16 @@ Status prepare_once(Database& db, Statement& stmt, std::string_view sql) {
   return {};
 }
 
+// The rows of one ClaimKind, as a term ANDed to a query of unfinished rows.
+std::string_view kind_term(ClaimKind kind) {
+  switch (kind) {
+    case ClaimKind::any: return "";
+    case ClaimKind::clean: return " AND status = 'pending' AND lease_expiries = 0";
+    case ClaimKind::suspect: return " AND (status = 'sending' OR lease_expiries > 0)";
+  }
+  return "";
+}
+
 }  // namespace
 
 Result<std::vector<std::optional<std::string>>> Outbox::active_apps() {
@@ -59,16 +69,20 @@ Result<std::vector<std::optional<std::string>>> Outbox::active_apps() {
 }
 
 Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_id, std::int64_t now,
-                                         std::int64_t lease_ms, int limit) {
+                                         std::int64_t lease_ms, int limit, ClaimKind kind) {
+  Statement& due = due_[static_cast<int>(kind)];
   // Read the due rows, then lease them all with one UPDATE. No RETURNING: SQLite builds an
   // ephemeral table for it on every statement, which made claiming several times slower.
-  if (auto s = prepare_once(db_, due_,
-                            "SELECT id, status = 'sending', app_id, payload, created_at, "
-                            " coalesce(event_time, json_extract(payload, '$.eventTime'), created_at), "
-                            " json_type(payload, '$.eventTime') IS NOT NULL, attempts, lease_token, lease_expiries "
-                            "FROM metrix_outbox INDEXED BY metrix_outbox_due "
-                            "WHERE app_id IS ?1 AND status IN ('pending', 'sending') AND next_attempt_at <= ?2 "
-                            "ORDER BY next_attempt_at, id LIMIT ?3");
+  if (auto s = prepare_once(db_, due,
+                            fmt::format("SELECT id, status = 'sending', app_id, payload, created_at, "
+                                        " coalesce(event_time, json_extract(payload, '$.eventTime'), created_at), "
+                                        " json_type(payload, '$.eventTime') IS NOT NULL, attempts, lease_token, "
+                                        " lease_expiries "
+                                        "FROM metrix_outbox INDEXED BY metrix_outbox_due "
+                                        "WHERE app_id IS ?1 AND status IN ('pending', 'sending') "
+                                        " AND next_attempt_at <= ?2{} "
+                                        "ORDER BY next_attempt_at, id LIMIT ?3",
+                                        kind_term(kind)));
       !s) {
     return s.error();
   }
@@ -82,29 +96,29 @@ Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_i
   }
   auto tx = Transaction::begin(db_.handle());
   if (!tx) return tx.error();
-  due_.bind(1, app_id).bind(2, now).bind(3, std::int64_t{limit});
+  due.bind(1, app_id).bind(2, now).bind(3, std::int64_t{limit});
   std::vector<Claim> claims;
   std::string ids = "[";
   for (;;) {
-    auto row = due_.step();
+    auto row = due.step();
     if (!row) return row.error();
     if (!*row) break;
     Claim c;
-    c.id = due_.int64(0);
-    c.lease_expired = due_.int64(1) != 0;
-    c.app_id = due_.optional_text(2);
-    c.payload = due_.text(3);
-    c.created_at = due_.int64(4);
-    c.event_time = due_.int64(5);
-    c.payload_has_event_time = due_.int64(6) != 0;
-    c.attempts = due_.int64(7);
-    c.lease_token = due_.int64(8) + 1;  // what the UPDATE below writes, inside this transaction
-    c.lease_expiries = due_.int64(9) + (c.lease_expired ? 1 : 0);  // likewise
+    c.id = due.int64(0);
+    c.lease_expired = due.int64(1) != 0;
+    c.app_id = due.optional_text(2);
+    c.payload = due.text(3);
+    c.created_at = due.int64(4);
+    c.event_time = due.int64(5);
+    c.payload_has_event_time = due.int64(6) != 0;
+    c.attempts = due.int64(7);
+    c.lease_token = due.int64(8) + 1;  // what the UPDATE below writes, inside this transaction
+    c.lease_expiries = due.int64(9) + (c.lease_expired ? 1 : 0);  // likewise
     if (ids.size() > 1) ids.push_back(',');
     ids += std::to_string(c.id);
     claims.push_back(std::move(c));
   }
-  due_.reset();
+  due.reset();
   ids.push_back(']');
   if (!claims.empty()) {
     claim_.bind(1, std::string_view(ids)).bind(2, now + lease_ms);
@@ -179,19 +193,22 @@ Status Outbox::note_unroutable(const std::optional<std::string>& app_id, const s
   return stmt->run();
 }
 
-Result<std::optional<std::int64_t>> Outbox::next_due_at(const std::optional<std::string>& app_id) {
-  if (auto s = prepare_once(db_, next_due_,
-                            "SELECT next_attempt_at FROM metrix_outbox INDEXED BY metrix_outbox_due "
-                            "WHERE app_id IS ?1 AND status IN ('pending', 'sending') ORDER BY next_attempt_at LIMIT 1");
+Result<std::optional<std::int64_t>> Outbox::next_due_at(const std::optional<std::string>& app_id, ClaimKind kind) {
+  Statement& next_due = next_due_[static_cast<int>(kind)];
+  if (auto s = prepare_once(db_, next_due,
+                            fmt::format("SELECT next_attempt_at FROM metrix_outbox INDEXED BY metrix_outbox_due "
+                                        "WHERE app_id IS ?1 AND status IN ('pending', 'sending'){} "
+                                        "ORDER BY next_attempt_at LIMIT 1",
+                                        kind_term(kind)));
       !s) {
     return s.error();
   }
-  next_due_.bind(1, app_id);
-  auto row = next_due_.step();
+  next_due.bind(1, app_id);
+  auto row = next_due.step();
   if (!row) return row.error();
   std::optional<std::int64_t> at;
-  if (*row) at = next_due_.int64(0);
-  next_due_.reset();
+  if (*row) at = next_due.int64(0);
+  next_due.reset();
   return at;
 }
 

@@ -38,6 +38,14 @@ struct Claim {
 };
 
 enum class RowStatus { pending, sent, failed, dead, held };
+
+// Which due rows a claim takes. A suspect is a row whose last lease ended with no answer
+// recorded (lease_expiries > 0, or 'sending' with an expired lease): the relay that held it
+// died or hung, maybe because of it, or maybe because of another row it held. The relay holds
+// one suspect at a time: when a row stops it again and again, the rows that only happened to
+// be claimed with it become suspects once, are each sent in turn, and an answer clears them,
+// while the culprit's count climbs to the relay's poison limit.
+enum class ClaimKind { any, clean, suspect };
 const char* row_status_name(RowStatus status);
 
 // What happened to one claimed row.
@@ -101,11 +109,13 @@ class Outbox {
   // one to the row's lease_expiries). Fixes event_time at the first claim (the payload's
   // eventTime, else created_at).
   Result<std::vector<Claim>> claim(const std::optional<std::string>& app_id, std::int64_t now, std::int64_t lease_ms,
-                                   int limit);
+                                   int limit, ClaimKind kind = ClaimKind::any);
 
-  // When the next row of one app becomes due (a retry's next_attempt_at, or a claim's lease
-  // expiry), or nullopt if it has none pending or sending. One index seek.
-  Result<std::optional<std::int64_t>> next_due_at(const std::optional<std::string>& app_id);
+  // When the next row of one app (of that kind) becomes due (a retry's next_attempt_at, or a
+  // claim's lease expiry), or nullopt if it has none pending or sending. An index seek (past
+  // the rows of other kinds).
+  Result<std::optional<std::int64_t>> next_due_at(const std::optional<std::string>& app_id,
+                                                  ClaimKind kind = ClaimKind::any);
 
   // Records outcomes in one transaction: each row's new state, and an attempt row for each
   // outcome with attempted = true (an answer, which also sets lease_expiries back to 0).
@@ -128,8 +138,8 @@ class Outbox {
 
  private:
   Database& db_;
-  Statement due_;
-  Statement next_due_;
+  Statement due_[3];       // by ClaimKind
+  Statement next_due_[3];
   Statement claim_;
   Statement update_;
   Statement attempt_;

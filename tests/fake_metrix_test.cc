@@ -357,6 +357,13 @@ TEST_CASE("the control endpoint changes faults at run time, and refuses a bad va
   CHECK(error_of(scripted) == "EVENT_TYPE_DOES_NOT_EXIST");
   CHECK(error_of(send(client, server, "app2", kKey2, kValidEvent)) == "S2S_FEATURE_NOT_AVAILABLE");
 
+  // latency-slug: only events of that slug wait (here a minute: longer than the client's 30 s
+  // timeout, so an answer at all says this event of another slug did not wait).
+  server.control("latency-ms=60000&latency-slug=a-slow-slug");
+  CHECK(send(client, server, "app1", kKey1, kValidEvent).status == 200);
+  CHECK(json::parse(client.get(server.url() + "/__control").body)["latency-slug"] == "a-slow-slug");
+  server.control("latency-slug=");
+
   server.control("latency_ms=0&s2s_disabled=");  // `_` for `-` is accepted
   CHECK(send(client, server, "app2", kKey2, kValidEvent).status == 200);
   json settings = json::parse(client.get(server.url() + "/__control").body);

@@ -41,6 +41,13 @@ std::map<std::string, double> samples(const std::string& text) {
   return out;
 }
 
+// The value of one sample, which must be there (a missing sample is not a zero).
+double value(const std::map<std::string, double>& samples, const std::string& key) {
+  auto it = samples.find(key);
+  REQUIRE_MESSAGE(it != samples.end(), "no sample " << key);
+  return it->second;
+}
+
 // `promtool check metrics` on a scrape: empty when it has nothing to say.
 std::string promtool_complaints(const std::string& scrape) {
   auto r = run({"/usr/bin/promtool", "check", "metrics"}, scrape, {}, 30s);
@@ -61,6 +68,15 @@ void enqueue(const std::string& db, int n, const std::string& app, const std::st
   REQUIRE(d->exec("BEGIN"));
   for (int i = first; i < first + n; ++i) REQUIRE(producer.enqueue(valid_payload(i, slug), {.app_id = app}));
   REQUIRE(d->exec("COMMIT"));
+}
+
+// Requests fake-metrix received for events of `slug` (it records an event before it waits).
+int requests_for(const FakeMetrix& fake, const std::string& slug) {
+  int n = 0;
+  for (const auto& r : fake.records()) {
+    if (r["body"].get<std::string>().find("\"eventSlug\":\"" + slug + "\"") != std::string::npos) ++n;
+  }
+  return n;
 }
 
 std::int64_t rows_of(const std::string& db, const std::string& app, const std::string& status) {
@@ -106,25 +122,25 @@ TEST_CASE("/metrics, /livez, /readyz and /status tell an operator what the outbo
   const auto after = http.get(url + "/metrics");
   CHECK_MESSAGE(promtool_complaints(after.body).empty(), promtool_complaints(after.body));
   m = samples(after.body);
-  CHECK(m["metrix_relay_events_total{app_id=\"app1\",outcome=\"sent\"}"] == rows_of(dir.db(), "app1", "sent"));
-  CHECK(m["metrix_relay_events_total{app_id=\"app1\",outcome=\"failed\"}"] == rows_of(dir.db(), "app1", "failed"));
-  CHECK(m["metrix_relay_events_total{app_id=\"app1\",outcome=\"failed\"}"] == 20);
-  CHECK(m["metrix_relay_outbox_rows{app_id=\"app1\",status=\"sent\"}"] == 300);
-  CHECK(m["metrix_relay_outbox_rows{app_id=\"app1\",status=\"failed\"}"] == 20);
-  CHECK(m["metrix_relay_outbox_rows{app_id=\"app2\",status=\"pending\"}"] == 20);
+  CHECK(value(m, "metrix_relay_events_total{app_id=\"app1\",outcome=\"sent\"}") == rows_of(dir.db(), "app1", "sent"));
+  CHECK(value(m, "metrix_relay_events_total{app_id=\"app1\",outcome=\"failed\"}") == rows_of(dir.db(), "app1", "failed"));
+  CHECK(value(m, "metrix_relay_events_total{app_id=\"app1\",outcome=\"failed\"}") == 20);
+  CHECK(value(m, "metrix_relay_outbox_rows{app_id=\"app1\",status=\"sent\"}") == 300);
+  CHECK(value(m, "metrix_relay_outbox_rows{app_id=\"app1\",status=\"failed\"}") == 20);
+  CHECK(value(m, "metrix_relay_outbox_rows{app_id=\"app2\",status=\"pending\"}") == 20);
   // Retries: one per 5xx answer (fake-metrix fails a fifth of the requests at random).
-  const double answers_5xx = m["metrix_relay_http_responses_total{app_id=\"app1\",code=\"5xx\"}"];
-  CHECK(m["metrix_relay_events_total{app_id=\"app1\",outcome=\"retried\"}"] == answers_5xx);
-  CHECK(m["metrix_relay_http_responses_total{app_id=\"app1\",code=\"2xx\"}"] == 300);
-  CHECK(m["metrix_relay_app_paused{app_id=\"app2\",reason=\"S2S_FEATURE_NOT_AVAILABLE\"}"] == 1);
-  CHECK(m["metrix_relay_app_paused{app_id=\"app1\",reason=\"\"}"] == 0);
-  CHECK(m["metrix_relay_events_total{app_id=\"app2\",outcome=\"sent\"}"] == 0);
-  CHECK(m["metrix_relay_last_sent_timestamp_seconds"] > 0);
-  CHECK(m["metrix_relay_write_rounds_total"] > 0);
-  CHECK(m["metrix_relay_http_request_duration_seconds_count"] >= 340);
-  CHECK(m["metrix_relay_build_info{version=\"0.1.0\",sqlite=\"" + std::string(sqlite3_libversion()) + "\",curl=\"" +
-          curl_version_info(CURLVERSION_NOW)->version + "\"}"] == 1);
-  for (const auto& [name, value] : m) {
+  const double answers_5xx = value(m, "metrix_relay_http_responses_total{app_id=\"app1\",code=\"5xx\"}");
+  CHECK(value(m, "metrix_relay_events_total{app_id=\"app1\",outcome=\"retried\"}") == answers_5xx);
+  CHECK(value(m, "metrix_relay_http_responses_total{app_id=\"app1\",code=\"2xx\"}") == 300);
+  CHECK(value(m, "metrix_relay_app_paused{app_id=\"app2\",reason=\"S2S_FEATURE_NOT_AVAILABLE\"}") == 1);
+  CHECK(value(m, "metrix_relay_app_paused{app_id=\"app1\",reason=\"\"}") == 0);
+  CHECK(value(m, "metrix_relay_events_total{app_id=\"app2\",outcome=\"sent\"}") == 0);
+  CHECK(value(m, "metrix_relay_last_sent_timestamp_seconds") > 0);
+  CHECK(value(m, "metrix_relay_write_rounds_total") > 0);
+  CHECK(value(m, "metrix_relay_http_request_duration_seconds_count") >= 340);
+  CHECK(value(m, "metrix_relay_build_info{version=\"0.1.0\",sqlite=\"" + std::string(sqlite3_libversion()) + "\",curl=\"" +
+          curl_version_info(CURLVERSION_NOW)->version + "\"}") == 1);
+  for (const auto& [name, sample] : m) {
     INFO(name);
     CHECK(name.find("user-") == std::string::npos);  // no row's data in a label
   }
@@ -164,7 +180,13 @@ TEST_CASE("/readyz is 503 with the reason when no app can be sent to; /livez sta
   const std::string url = admin_url(relay);
   HttpClient http;
   REQUIRE_MESSAGE(relay.wait_for_err("paused", 30s), relay.err());
+  // The pause is logged a moment before /readyz hears of it.
   auto ready = http.get(url + "/readyz");
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       ready.status != 503 && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(20ms);
+    ready = http.get(url + "/readyz");
+  }
   CHECK(ready.status == 503);
   CHECK(ready.body.find("every app with a dev key is paused") != std::string::npos);
   CHECK(http.get(url + "/livez").status == 200);
@@ -187,47 +209,57 @@ TEST_CASE("the admin listener binds loopback only, unless --admin-allow-remote")
   CHECK(relay.err().find("WARNING: the admin listener on 0.0.0.0:0 is reachable from other hosts") != std::string::npos);
   HttpClient http;
   CHECK(http.get("http://127.0.0.1" + url.substr(url.rfind(':')) + "/livez").status == 200);
+
+  // A second relay cannot take the same port (it would answer half the scrapes).
+  auto second = run(relay_args(dir.db(), "http://127.0.0.1:9", {"--admin-listen", "127.0.0.1" + url.substr(url.rfind(':'))}),
+                    {}, relay_env(), 30s);
+  CHECK(second.exit_code == 1);
+  CHECK_MESSAGE(second.err.find("admin listener: cannot listen on 127.0.0.1 port") != std::string::npos, second.err);
 }
 
 TEST_CASE("a row whose request never answers ends dead as poison after --poison-after kills; the others flow") {
   TempDir dir;
-  make_outbox(dir.db(), 1, "hang");  // row 1
-  // fake-metrix holds every answer longer than the test waits before it kills the relay.
-  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "8000"}), fake_env());
+  make_outbox(dir.db(), 1, "hang");  // row 1: its request never gets an answer
+  make_outbox(dir.db(), 40);         // rows 2..41: answered at once
+  // fake-metrix holds the answer to a "hang" event longer than the test waits before it kills
+  // the relay. One request in flight at a time, so that rows claimed with row 1 are still
+  // waiting, unsent, at every kill: only row 1 may be blamed for the relay's deaths.
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "8000", "--latency-slug", "hang"}), fake_env());
   // Short leases: the kills' leases expire within seconds. The request timeout is longer than
   // the wait for the kill, so no timeout answer resets the count.
   const std::vector<std::string> fast = {"--timeout", "2s", "--lease", "5s", "--shutdown-timeout", "1s",
-                                         "--poll-interval", "50ms"};
+                                         "--poll-interval", "50ms", "--concurrency", "1"};
   for (int kill = 1; kill <= 3; ++kill) {
     CAPTURE(kill);
     auto relay = Process::start(relay_args(dir.db(), fake.url(), fast), relay_env());
-    // The row is claimed again once the lease of the relay killed before has expired.
+    // Row 1 goes first (the oldest), and again once the lease of the relay killed before it
+    // has expired: the kill-th request for a "hang" event.
     auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (fake.stats()["requests"].get<int>() < kill && std::chrono::steady_clock::now() < deadline) {
+    while (requests_for(fake, "hang") < kill && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(10ms);
     }
-    REQUIRE_MESSAGE(fake.stats()["requests"].get<int>() == kill, relay.err());
+    REQUIRE_MESSAGE(requests_for(fake, "hang") == kill, relay.err());
     relay.kill(SIGKILL);
     relay.wait(10s);
     CHECK(text(dir.db(), "SELECT status FROM metrix_outbox WHERE id = 1") == "sending");
   }
   CHECK(scalar(dir.db(), "SELECT lease_expiries FROM metrix_outbox WHERE id = 1") == 2);
+  // The rows claimed with it at the first kill were never blamed more than once.
+  CHECK(scalar(dir.db(), "SELECT max(lease_expiries) FROM metrix_outbox WHERE id > 1") <= 1);
 
-  // Metrix answers again; more rows come. The next relay does not send row 1 a fourth time.
-  fake.control("latency-ms=0");
-  enqueue(dir.db(), 50, "app1", "taqsq", 2);
+  // The next relay does not send row 1 a fourth time; every other row is delivered.
   auto last = run(relay_args(dir.db(), fake.url(), [&] {
                     auto args = fast;
                     args.push_back("--until-idle");
                     return args;
                   }()),
-                  {}, relay_env(), 60s);
+                  {}, relay_env(), 120s);
   CHECK_MESSAGE(last.exit_code == 0, last.err);
   CHECK(text(dir.db(), "SELECT status FROM metrix_outbox WHERE id = 1") == "dead");
   const std::string error = text(dir.db(), "SELECT last_error FROM metrix_outbox WHERE id = 1");
   CHECK_MESSAGE(error.rfind("poison: the relay stopped 3 times in a row while sending this row", 0) == 0, error);
-  CHECK(count_status(dir.db(), "sent") == 50);
-  CHECK(fake.stats()["requests"].get<int>() == 3 + 50);
+  CHECK(count_status(dir.db(), "sent") == 40);
+  CHECK(requests_for(fake, "hang") == 3);
   CHECK(last.err.find("row 1: dead: poison:") != std::string::npos);
 
   // show and list show the count; requeue gives the row its tries back.
@@ -259,6 +291,55 @@ TEST_CASE("--max-rate: a backlog drains at the rate, never above it in any secon
     most = std::max(most, i - j + 1);
   }
   CHECK_MESSAGE(most <= 201, most);
+}
+
+TEST_CASE("--max-rate on one app does not hold back another app's rows") {
+  TempDir dir;
+  make_outbox(dir.db(), 0);
+  // More rows of appA than the relay keeps claimed (about 2,000): had appA's claims filled that
+  // budget, appB would wait until appA drained below half of it.
+  enqueue(dir.db(), 2500, "appA");  // 6.25 s at 400/s; sorts first among the apps
+  enqueue(dir.db(), 300, "appB");   // not capped
+  auto fake = FakeMetrix::start(dir, {"--app", "appA", "--app", "appB"},
+                                {{"FAKE_METRIX_KEYS", "appA=" + kDevKey + ",appB=" + kDevKey}});
+  const auto config = dir.file("relay.toml");
+  std::ofstream(config) << app_key_config(dir, "appA", kDevKey) << "max-rate = 400\n"
+                        << app_key_config(dir, "appB", kDevKey);
+  auto r = run({relay_binary(), "run", "--db", dir.db(), "--endpoint", fake.url(), "--config", config.string(),
+                "--concurrency", "8", "--until-idle"},
+               {}, {}, 120s);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(count_status(dir.db(), "sent") == 2800);
+  // appB's rows were all sent before appA's 1000th request, which its cap of 400/s holds back
+  // at least 2.5 seconds after its first: appB never waited for appA's backlog.
+  const std::int64_t a1000 = scalar(dir.db(), "SELECT started_at FROM metrix_outbox_attempt JOIN metrix_outbox ON id = "
+                                              "outbox_id WHERE app_id = 'appA' ORDER BY started_at LIMIT 1 OFFSET 999");
+  const std::int64_t b_last = scalar(dir.db(), "SELECT max(started_at) FROM metrix_outbox_attempt JOIN metrix_outbox "
+                                               "ON id = outbox_id WHERE app_id = 'appB'");
+  CHECK_MESSAGE(b_last < a1000, "appB's last request at " << b_last << ", appA's 1000th at " << a1000);
+}
+
+TEST_CASE("TokenBucket: a loop that wakes late still gets within 3.3% of the rate, never above it") {
+  for (double rate : {7.0, 29.0, 30.0, 50.0, 99.0, 150.0, 199.0, 200.0, 1000.0}) {
+    CAPTURE(rate);
+    metrix::TokenBucket bucket;
+    bucket.set_rate(rate, 0);
+    // As the relay's loop does: sleep until the next token, rounded up to a millisecond, and
+    // wake 0.1 ms later still.
+    std::vector<std::int64_t> taken;
+    for (std::int64_t now = 0; now <= 20'000'000;) {
+      while (bucket.take(now)) taken.push_back(now);
+      const std::int64_t wait = bucket.next_token_us(now) - now;
+      now += (wait + 999) / 1000 * 1000 + 100;
+    }
+    size_t most = 0;
+    for (size_t i = 0, j = 0; i < taken.size(); ++i) {
+      while (taken[j] < taken[i] - 1'000'000) ++j;
+      most = std::max(most, i - j + 1);
+    }
+    CHECK(static_cast<double>(most) <= rate + 1);
+    CHECK(static_cast<double>(taken.size()) >= rate * 20 * (1 - 0.033));
+  }
 }
 
 TEST_CASE("TokenBucket: at most rate * T + 1 events in any window of T >= 1 s, and the rate over a long run") {

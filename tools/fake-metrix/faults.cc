@@ -118,6 +118,10 @@ Status apply_setting(Change& change, std::string_view key_as_given, std::string_
     (key == "error-rate" ? s.error_rate : key == "rate-429" ? s.rate_429 : s.drop_rate) = fraction.value();
     return ok_status();
   }
+  if (key == "latency-slug") {
+    s.latency_slug = std::string(trim(value));
+    return ok_status();
+  }
   if (key == "drop-style") {
     std::string_view style = trim(value);
     if (style != "close" && style != "partial") {
@@ -153,13 +157,14 @@ Status apply_setting(Change& change, std::string_view key_as_given, std::string_
     return ok_status();
   }
   return Error{"unknown setting '" + std::string(key_as_given) +
-               "' (known: latency-ms, error-rate, rate-429, retry-after, drop-rate, drop-style, "
+               "' (known: latency-ms, latency-slug, error-rate, rate-429, retry-after, drop-rate, drop-style, "
                "s2s-disabled, slugs, script, seed)"};
 }
 
 std::string describe(const Settings& settings, uint64_t seed, size_t script_steps_left) {
   nlohmann::json out = {
       {"latency-ms", settings.latency_ms},
+      {"latency-slug", settings.latency_slug},
       {"error-rate", settings.error_rate},
       {"rate-429", settings.rate_429},
       {"retry-after", settings.retry_after_s},

@@ -6,6 +6,9 @@
 //
 //   key            value                       effect
 //   latency-ms     integer >= 0                delay added to every S2S answer
+//   latency-slug   a slug, or empty            latency-ms only for events of this
+//                                              slug (a request that hangs while
+//                                              the others are answered); empty: all
 //   error-rate     fraction 0..1               answered 500, 502 or 503
 //   rate-429       fraction 0..1               answered 429 with Retry-After
 //   retry-after    integer seconds >= 0        the Retry-After value of 429s
@@ -77,6 +80,7 @@ Result<std::vector<ScriptStep>> parse_script(std::string_view text);
 // never sees half of a /__control change.
 struct Settings {
   int64_t latency_ms = 0;
+  std::string latency_slug;  // empty: latency_ms applies to every request
   double error_rate = 0;
   double rate_429 = 0;
   int64_t retry_after_s = 1;

@@ -57,7 +57,7 @@ Run-time endpoints:
                                 max_concurrent_requests, ...
   POST /__control?KEY=VALUE&... change fault settings (loopback only); keys are
                                 the fault flags' names without "--": latency-ms,
-                                error-rate, rate-429, retry-after, drop-rate,
+                                latency-slug, error-rate, rate-429, retry-after, drop-rate,
                                 drop-style, s2s-disabled, slugs, script, seed
 
 Script steps (--script, comma separated, used by the next requests in order):
@@ -200,7 +200,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> slugs;
   std::vector<std::string> slug_lists;  // CLI11 assigns rather than appends: one vector per flag
   std::vector<std::string> disabled;
-  std::string latency_ms, error_rate, rate_429, retry_after, drop_rate, drop_style, script, seed;
+  std::string latency_ms, latency_slug, error_rate, rate_429, retry_after, drop_rate, drop_style, script, seed;
 
   CLI::App cli(kDescription, "fake-metrix");
   cli.footer(kFooter);
@@ -224,6 +224,8 @@ int run(int argc, char** argv) {
       ->type_name("APP_ID")
       ->delimiter(',');
   cli.add_option("--latency-ms", latency_ms, "delay added to every S2S answer [0]")->type_name("N");
+  cli.add_option("--latency-slug", latency_slug, "add --latency-ms only to events of this slug (a request that hangs)")
+      ->type_name("SLUG");
   cli.add_option("--error-rate", error_rate, "fraction of requests answered 500/502/503 [0]")->type_name("P");
   cli.add_option("--rate-429", rate_429, "fraction of requests answered 429 [0]")->type_name("P");
   cli.add_option("--retry-after", retry_after, "Retry-After seconds sent with 429 [1]")->type_name("SECONDS");
@@ -259,7 +261,7 @@ int run(int argc, char** argv) {
   // Fault flags go through the parser /__control uses, so both accept the same values.
   Change initial;
   std::vector<std::pair<const char*, const std::string*>> fault_flags = {
-      {"latency-ms", &latency_ms}, {"error-rate", &error_rate}, {"rate-429", &rate_429},
+      {"latency-ms", &latency_ms}, {"latency-slug", &latency_slug}, {"error-rate", &error_rate}, {"rate-429", &rate_429},
       {"retry-after", &retry_after}, {"drop-rate", &drop_rate},   {"drop-style", &drop_style},
       {"script", &script},         {"seed", &seed}};
   for (const auto& [name, value] : fault_flags) {

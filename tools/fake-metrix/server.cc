@@ -54,8 +54,9 @@ struct S2sServer::Decision {
   Answer answer;
   bool accept = false;             // record the event
   std::optional<DropStyle> drop;  // lose the answer instead of sending it
+  std::string slug;                // the event's, when it got that far
 
-  static Decision answer_only(Answer answer) { return Decision{std::move(answer), false, std::nullopt}; }
+  static Decision answer_only(Answer answer) { return Decision{std::move(answer), false, std::nullopt, {}}; }
 };
 
 S2sServer::S2sServer(ServerConfig config)
@@ -251,6 +252,7 @@ S2sServer::Decision S2sServer::decide(const httplib::Request& request, const std
     return decision;
   }
   const std::string& slug = std::get<CheckedEvent>(checked).event_slug;
+  decision.slug = slug;
   if (!settings.slugs.empty() && settings.slugs.count(slug) == 0) {
     decision.answer = Answer{404, kNoSuchEvent, "no event type with this slug"};
     return decision;
@@ -281,7 +283,9 @@ void S2sServer::handle_event(const httplib::Request& request, httplib::Response&
   }
   if (decision.accept) stats_.accepted.fetch_add(1);
 
-  if (settings->latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(settings->latency_ms));
+  if (settings->latency_ms > 0 && (settings->latency_slug.empty() || decision.slug == settings->latency_slug)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(settings->latency_ms));
+  }
 
   if (decision.drop) {
     stats_.dropped.fetch_add(1);
