@@ -100,28 +100,20 @@ WriteDone Writer::run_round(WriteJob& job) {
     if (!active) return failed(active.error());
     done.active_apps = std::move(*active);
     int limit = job.claim_limit;
-    std::map<std::optional<std::string>, int> gates = job.gates;
+    bool suspect_taken = !job.claim_suspect;
     for (const auto& app : done.active_apps) {
-      if (!job.claim_suspect || limit <= 0) break;
-      auto gate = gates.find(app);
-      if (gate == gates.end() || gate->second <= 0) continue;
-      auto suspect = outbox_.claim(app, job.now, job.lease_ms, 1, ClaimKind::suspect);
-      if (!suspect) return failed(suspect.error());
-      if (suspect->empty()) continue;
-      done.claims.push_back(std::move(suspect->front()));
-      --limit;
-      --gate->second;  // it is one of the app's rows (a paused app's one probe, say)
-      break;
-    }
-    for (const auto& app : done.active_apps) {
-      auto gate = gates.find(app);
+      auto gate = job.gates.find(app);
       if (limit <= 0) break;
-      if (gate == gates.end() || gate->second <= 0) continue;
+      if (gate == job.gates.end() || gate->second <= 0) continue;
       const int asked = std::min(limit, gate->second);
-      auto claims = outbox_.claim(app, job.now, job.lease_ms, asked, ClaimKind::clean);
+      int skipped = 0;
+      auto claims = outbox_.claim(app, job.now, job.lease_ms, asked, suspect_taken ? 0 : 1, &skipped);
       if (!claims) return failed(claims.error());
-      if (static_cast<int>(claims->size()) < asked) {
-        auto due = outbox_.next_due_at(app, ClaimKind::clean);
+      for (const Claim& c : *claims) suspect_taken = suspect_taken || c.lease_expiries > 0;
+      // Rows left due because they are suspects do not make the next claim worth making
+      // sooner: it would find them again.
+      if (static_cast<int>(claims->size()) < asked && skipped == 0) {
+        auto due = outbox_.next_due_at(app);
         if (!due) return failed(due.error());
         if (*due && (!done.next_due_at || **due < *done.next_due_at)) done.next_due_at = *due;
       }

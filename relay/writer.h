@@ -37,8 +37,7 @@ struct WriteJob {
   int claim_limit = 0;
   std::int64_t lease_ms = 0;
   std::map<std::optional<std::string>, int> gates;
-  // Also claim one suspect row (ClaimKind::suspect) of the first gated app that has one; the
-  // other claims are of clean rows only.
+  // May claim one suspect row (outbox.h); without it, suspects are left due.
   bool claim_suspect = false;
   // Apps whose pending rows get last_error = reason (Outbox::note_unroutable).
   std::vector<std::pair<std::optional<std::string>, std::string>> notes;
@@ -56,8 +55,9 @@ struct WriteDone {
   RecordReport recorded;
   std::vector<Claim> claims;      // leased to this relay by the round
   std::vector<std::optional<std::string>> active_apps;  // apps with pending or sending rows
-  // The earliest time a clean row of an app that got fewer rows than its gate becomes due:
-  // when the next claim is worth making, rather than a poll interval later.
+  // The earliest time a row of an app that got fewer rows than its gate becomes due (unless
+  // it left suspects aside): when the next claim is worth making, rather than a poll interval
+  // later.
   std::optional<std::int64_t> next_due_at;
   std::int64_t lock_us = 0;       // how long the round held the write lock
   // A connection not this relay's committed since the round before. (The relay's loop writes

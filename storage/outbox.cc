@@ -26,15 +26,10 @@ Status prepare_once(Database& db, Statement& stmt, std::string_view sql) {
   return {};
 }
 
-// The rows of one ClaimKind, as a term ANDed to a query of unfinished rows.
-std::string_view kind_term(ClaimKind kind) {
-  switch (kind) {
-    case ClaimKind::any: return "";
-    case ClaimKind::clean: return " AND status = 'pending' AND lease_expiries = 0";
-    case ClaimKind::suspect: return " AND (status = 'sending' OR lease_expiries > 0)";
-  }
-  return "";
-}
+// How many due suspects a claim that may not take them reads past, at most, to find the rows
+// it may take. After a crash its relay's rows are due together; a claim that stopped at them
+// would starve the rows behind them.
+constexpr int kSuspectsSkipped = 4096;
 
 }  // namespace
 
@@ -69,20 +64,17 @@ Result<std::vector<std::optional<std::string>>> Outbox::active_apps() {
 }
 
 Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_id, std::int64_t now,
-                                         std::int64_t lease_ms, int limit, ClaimKind kind) {
-  Statement& due = due_[static_cast<int>(kind)];
+                                         std::int64_t lease_ms, int limit, std::optional<int> max_suspects,
+                                         int* skipped) {
   // Read the due rows, then lease them all with one UPDATE. No RETURNING: SQLite builds an
   // ephemeral table for it on every statement, which made claiming several times slower.
-  if (auto s = prepare_once(db_, due,
-                            fmt::format("SELECT id, status = 'sending', app_id, payload, created_at, "
-                                        " coalesce(event_time, json_extract(payload, '$.eventTime'), created_at), "
-                                        " json_type(payload, '$.eventTime') IS NOT NULL, attempts, lease_token, "
-                                        " lease_expiries "
-                                        "FROM metrix_outbox INDEXED BY metrix_outbox_due "
-                                        "WHERE app_id IS ?1 AND status IN ('pending', 'sending') "
-                                        " AND next_attempt_at <= ?2{} "
-                                        "ORDER BY next_attempt_at, id LIMIT ?3",
-                                        kind_term(kind)));
+  if (auto s = prepare_once(db_, due_,
+                            "SELECT id, status = 'sending', app_id, payload, created_at, "
+                            " coalesce(event_time, json_extract(payload, '$.eventTime'), created_at), "
+                            " json_type(payload, '$.eventTime') IS NOT NULL, attempts, lease_token, lease_expiries "
+                            "FROM metrix_outbox INDEXED BY metrix_outbox_due "
+                            "WHERE app_id IS ?1 AND status IN ('pending', 'sending') AND next_attempt_at <= ?2 "
+                            "ORDER BY next_attempt_at, id LIMIT ?3");
       !s) {
     return s.error();
   }
@@ -96,29 +88,35 @@ Result<std::vector<Claim>> Outbox::claim(const std::optional<std::string>& app_i
   }
   auto tx = Transaction::begin(db_.handle());
   if (!tx) return tx.error();
-  due.bind(1, app_id).bind(2, now).bind(3, std::int64_t{limit});
+  due_.bind(1, app_id).bind(2, now).bind(3, std::int64_t{limit} + (max_suspects ? kSuspectsSkipped : 0));
+  int suspects = 0;
+  if (skipped) *skipped = 0;
   std::vector<Claim> claims;
   std::string ids = "[";
-  for (;;) {
-    auto row = due.step();
+  while (static_cast<int>(claims.size()) < limit) {
+    auto row = due_.step();
     if (!row) return row.error();
     if (!*row) break;
+    if (max_suspects && (due_.int64(1) != 0 || due_.int64(9) > 0) && suspects++ >= *max_suspects) {
+      if (skipped) ++*skipped;  // a suspect more than it may take: left due, untouched
+      continue;
+    }
     Claim c;
-    c.id = due.int64(0);
-    c.lease_expired = due.int64(1) != 0;
-    c.app_id = due.optional_text(2);
-    c.payload = due.text(3);
-    c.created_at = due.int64(4);
-    c.event_time = due.int64(5);
-    c.payload_has_event_time = due.int64(6) != 0;
-    c.attempts = due.int64(7);
-    c.lease_token = due.int64(8) + 1;  // what the UPDATE below writes, inside this transaction
-    c.lease_expiries = due.int64(9) + (c.lease_expired ? 1 : 0);  // likewise
+    c.id = due_.int64(0);
+    c.lease_expired = due_.int64(1) != 0;
+    c.app_id = due_.optional_text(2);
+    c.payload = due_.text(3);
+    c.created_at = due_.int64(4);
+    c.event_time = due_.int64(5);
+    c.payload_has_event_time = due_.int64(6) != 0;
+    c.attempts = due_.int64(7);
+    c.lease_token = due_.int64(8) + 1;  // what the UPDATE below writes, inside this transaction
+    c.lease_expiries = due_.int64(9) + (c.lease_expired ? 1 : 0);  // likewise
     if (ids.size() > 1) ids.push_back(',');
     ids += std::to_string(c.id);
     claims.push_back(std::move(c));
   }
-  due.reset();
+  due_.reset();
   ids.push_back(']');
   if (!claims.empty()) {
     claim_.bind(1, std::string_view(ids)).bind(2, now + lease_ms);
@@ -193,13 +191,11 @@ Status Outbox::note_unroutable(const std::optional<std::string>& app_id, const s
   return stmt->run();
 }
 
-Result<std::optional<std::int64_t>> Outbox::next_due_at(const std::optional<std::string>& app_id, ClaimKind kind) {
-  Statement& next_due = next_due_[static_cast<int>(kind)];
+Result<std::optional<std::int64_t>> Outbox::next_due_at(const std::optional<std::string>& app_id) {
+  Statement& next_due = next_due_;
   if (auto s = prepare_once(db_, next_due,
-                            fmt::format("SELECT next_attempt_at FROM metrix_outbox INDEXED BY metrix_outbox_due "
-                                        "WHERE app_id IS ?1 AND status IN ('pending', 'sending'){} "
-                                        "ORDER BY next_attempt_at LIMIT 1",
-                                        kind_term(kind)));
+                            "SELECT next_attempt_at FROM metrix_outbox INDEXED BY metrix_outbox_due "
+                            "WHERE app_id IS ?1 AND status IN ('pending', 'sending') ORDER BY next_attempt_at LIMIT 1");
       !s) {
     return s.error();
   }

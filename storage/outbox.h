@@ -39,13 +39,12 @@ struct Claim {
 
 enum class RowStatus { pending, sent, failed, dead, held };
 
-// Which due rows a claim takes. A suspect is a row whose last lease ended with no answer
-// recorded (lease_expiries > 0, or 'sending' with an expired lease): the relay that held it
-// died or hung, maybe because of it, or maybe because of another row it held. The relay holds
-// one suspect at a time: when a row stops it again and again, the rows that only happened to
-// be claimed with it become suspects once, are each sent in turn, and an answer clears them,
-// while the culprit's count climbs to the relay's poison limit.
-enum class ClaimKind { any, clean, suspect };
+// A suspect is a row whose last lease ended with no answer recorded (lease_expiries > 0, or
+// 'sending' with an expired lease): the relay that held it died or hung, maybe because of it,
+// maybe because of another row it held. The relay holds one suspect at a time: when a row
+// stops it again and again, the rows that only happened to be claimed with it become suspects
+// once, are each sent in turn, and an answer clears them, while the culprit's count climbs to
+// the relay's poison limit.
 const char* row_status_name(RowStatus status);
 
 // What happened to one claimed row.
@@ -107,15 +106,15 @@ class Outbox {
   // Leases up to `limit` due rows of one app until `now + lease_ms`, oldest due first.
   // Due: pending with next_attempt_at <= now, or sending with an expired lease (which adds
   // one to the row's lease_expiries). Fixes event_time at the first claim (the payload's
-  // eventTime, else created_at).
+  // eventTime, else created_at). With `max_suspects`, takes that many suspects at most and
+  // leaves the others due, untouched, counted in `*skipped`; it reads past a few thousand of
+  // them at most. Without suspects due, it costs what a claim without the limit costs.
   Result<std::vector<Claim>> claim(const std::optional<std::string>& app_id, std::int64_t now, std::int64_t lease_ms,
-                                   int limit, ClaimKind kind = ClaimKind::any);
+                                   int limit, std::optional<int> max_suspects = std::nullopt, int* skipped = nullptr);
 
-  // When the next row of one app (of that kind) becomes due (a retry's next_attempt_at, or a
-  // claim's lease expiry), or nullopt if it has none pending or sending. An index seek (past
-  // the rows of other kinds).
-  Result<std::optional<std::int64_t>> next_due_at(const std::optional<std::string>& app_id,
-                                                  ClaimKind kind = ClaimKind::any);
+  // When the next row of one app becomes due (a retry's next_attempt_at, or a claim's lease
+  // expiry), or nullopt if it has none pending or sending. One index seek.
+  Result<std::optional<std::int64_t>> next_due_at(const std::optional<std::string>& app_id);
 
   // Records outcomes in one transaction: each row's new state, and an attempt row for each
   // outcome with attempted = true (an answer, which also sets lease_expiries back to 0).
@@ -138,8 +137,8 @@ class Outbox {
 
  private:
   Database& db_;
-  Statement due_[3];       // by ClaimKind
-  Statement next_due_[3];
+  Statement due_;
+  Statement next_due_;
   Statement claim_;
   Statement update_;
   Statement attempt_;
