@@ -15,6 +15,10 @@
 //   token, so a relay that stalled past its lease never overwrites a newer claim;
 // - the body is the producer's payload byte for byte, with "eventTime" inserted first when the
 //   payload has none; event_time is fixed at the first claim, so every retry is identical.
+// - poison rows: a row whose leases expired --poison-after times in a row with no answer (its
+//   relay died or hung while holding it) is not sent again but made dead; the relay holds one
+//   such suspect at a time, so rows merely claimed beside the culprit are cleared by an answer;
+// - --max-rate: each app's requests start at most rate * T + 1 times in any T >= 1 s.
 #pragma once
 
 #include <atomic>
