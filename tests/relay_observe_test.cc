@@ -226,8 +226,9 @@ TEST_CASE("a row whose request never answers ends dead as poison after --poison-
   // waiting, unsent, at every kill: only row 1 may be blamed for the relay's deaths.
   auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "8000", "--latency-slug", "hang"}), fake_env());
   // Short leases: the kills' leases expire within seconds. The request timeout is longer than
-  // the wait for the kill, so no timeout answer resets the count.
-  const std::vector<std::string> fast = {"--timeout", "2s", "--lease", "5s", "--shutdown-timeout", "1s",
+  // the wait for the kill, so no timeout answer resets the count (under ThreadSanitizer
+  // fake-metrix took over 2 s to take the first request).
+  const std::vector<std::string> fast = {"--timeout", "5s", "--lease", "11s", "--shutdown-timeout", "1s",
                                          "--poll-interval", "50ms", "--concurrency", "1"};
   for (int kill = 1; kill <= 3; ++kill) {
     CAPTURE(kill);
@@ -238,6 +239,7 @@ TEST_CASE("a row whose request never answers ends dead as poison after --poison-
     while (requests_for(fake, "hang") < kill && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(10ms);
     }
+    // More than `kill`: the request timed out before the kill and was sent again.
     REQUIRE_MESSAGE(requests_for(fake, "hang") == kill, relay.err());
     relay.kill(SIGKILL);
     relay.wait(10s);
