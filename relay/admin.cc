@@ -19,11 +19,6 @@ namespace metrix {
 
 namespace {
 
-std::int64_t monotonic_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // What the handlers share. Those that read the database hold `mutex` (one connection, one
 // read at a time); /livez reads an atomic only, so a slow read never delays a probe.
 struct AdminState {
@@ -67,8 +62,8 @@ struct AdminState {
     std::map<std::string, AppBacklog> apps;
     if (!backlog) return apps;
     for (const auto& a : backlog->apps) {
-      AppBacklog& m = apps[a.app_id ? *a.app_id : default_app.value_or("(none)")];
-      for (size_t i = 0; i < a.rows.size(); ++i) m.rows[i] += a.rows[i];
+      AppBacklog& m = apps[a.app_id ? *a.app_id : default_app.value_or(kNoAppLabel)];
+      for (const auto& [status, n] : a.rows) m.rows[status] += n;
       m.due += a.due;
       if (a.oldest_due_since && (!m.oldest_due_since || *a.oldest_due_since < *m.oldest_due_since)) {
         m.oldest_due_since = a.oldest_due_since;
@@ -82,9 +77,8 @@ struct AdminState {
     const auto apps = by_label();
     metric_header(out, "metrix_relay_outbox_rows", "gauge", "Rows in the outbox, by app and status.");
     for (const auto& [label, a] : apps) {
-      for (size_t i = 0; i < kBacklogStatuses.size(); ++i) {
-        metric_line(out, "metrix_relay_outbox_rows", {{"app_id", label}, {"status", kBacklogStatuses[i]}},
-                    static_cast<double>(a.rows[i]));
+      for (const auto& [status, n] : a.rows) {
+        metric_line(out, "metrix_relay_outbox_rows", {{"app_id", label}, {"status", status}}, static_cast<double>(n));
       }
     }
     std::string due, age;

@@ -84,7 +84,7 @@ Metrics::Metrics()
 
 AppMetrics& Metrics::app(const std::string& app_id) {
   std::lock_guard lock(mutex_);
-  const std::string label = app_id.empty() ? "(none)" : app_id;
+  const std::string label = app_id.empty() ? kNoAppLabel : app_id;
   for (auto& a : apps_) {
     if (a.app_id == label) return a;
   }
@@ -138,31 +138,25 @@ std::string Metrics::render() const {
                   d(a.answers[i].load(relaxed)));
     }
   }
-  metric_header(out, "metrix_relay_http_transport_errors_total", "counter",
-                "Requests that got no HTTP answer (timeout, refused or dropped connection, TLS), by app.");
-  for (const auto& a : apps_) {
-    metric_line(out, "metrix_relay_http_transport_errors_total", {{"app_id", a.app_id}},
-                d(a.transport_errors.load(relaxed)));
-  }
-  metric_header(out, "metrix_relay_poisoned_rows_total", "counter",
-                "Rows made dead as poison: the relay stopped --poison-after times in a row while sending them.");
-  for (const auto& a : apps_) {
-    metric_line(out, "metrix_relay_poisoned_rows_total", {{"app_id", a.app_id}}, d(a.poisoned.load(relaxed)));
-  }
-  metric_header(out, "metrix_relay_rate_limited_waits_total", "counter",
-                "Requests that waited for a --max-rate token before they were sent, by app.");
-  for (const auto& a : apps_) {
-    metric_line(out, "metrix_relay_rate_limited_waits_total", {{"app_id", a.app_id}},
-                d(a.rate_limited_waits.load(relaxed)));
-  }
-  metric_header(out, "metrix_relay_app_window", "gauge",
-                "Requests an app may have in flight now (its adaptive window; 0 while its circuit is open).");
-  for (const auto& a : apps_) metric_line(out, "metrix_relay_app_window", {{"app_id", a.app_id}}, a.window.load(relaxed));
-  metric_header(out, "metrix_relay_app_circuit_open", "gauge",
-                "1 while Metrix fails every request of the app and the relay only probes.");
-  for (const auto& a : apps_) {
-    metric_line(out, "metrix_relay_app_circuit_open", {{"app_id", a.app_id}}, a.circuit_open.load(relaxed) ? 1 : 0);
-  }
+  // A family with one sample per app, labelled by app_id alone.
+  auto per_app = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
+    metric_header(out, name, type, help);
+    for (const auto& a : apps_) metric_line(out, name, {{"app_id", a.app_id}}, value(a));
+  };
+  per_app("metrix_relay_http_transport_errors_total", "counter",
+          "Requests that got no HTTP answer (timeout, refused or dropped connection, TLS), by app.",
+          [&](const AppMetrics& a) { return d(a.transport_errors.load(relaxed)); });
+  per_app("metrix_relay_poisoned_rows_total", "counter",
+          "Rows made dead as poison: the relay stopped --poison-after times in a row while sending them.",
+          [&](const AppMetrics& a) { return d(a.poisoned.load(relaxed)); });
+  per_app("metrix_relay_rate_limited_waits_total", "counter",
+          "Requests that waited for a --max-rate token before they were sent, by app.",
+          [&](const AppMetrics& a) { return d(a.rate_limited_waits.load(relaxed)); });
+  per_app("metrix_relay_app_window", "gauge",
+          "Requests an app may have in flight now (its adaptive window; 0 while its circuit is open).",
+          [&](const AppMetrics& a) { return d(a.window.load(relaxed)); });
+  per_app("metrix_relay_app_circuit_open", "gauge", "1 while Metrix fails every request of the app and the relay only probes.",
+          [&](const AppMetrics& a) { return a.circuit_open.load(relaxed) ? 1.0 : 0.0; });
   metric_header(out, "metrix_relay_app_paused", "gauge",
                 "1 while an app is paused because Metrix answered 403; reason is the error name.");
   for (const auto& a : apps_) {
@@ -170,22 +164,26 @@ std::string Metrics::render() const {
                 a.paused.load(relaxed) ? 1 : 0);
   }
 
-  metric_header(out, "metrix_relay_http_requests_in_flight", "gauge", "Requests sent and not yet answered.");
-  metric_line(out, "metrix_relay_http_requests_in_flight", {}, d(in_flight.load(relaxed)));
+  // A family of one sample.
+  auto single = [&](std::string_view name, std::string_view type, std::string_view help, double value) {
+    metric_header(out, name, type, help);
+    metric_line(out, name, {}, value);
+  };
+  single("metrix_relay_http_requests_in_flight", "gauge", "Requests sent and not yet answered.",
+         d(in_flight.load(relaxed)));
   request_duration.render(out, "metrix_relay_http_request_duration_seconds",
                           "From sending a request to its answer (or its transport error).");
-  metric_header(out, "metrix_relay_last_sent_timestamp_seconds", "gauge",
-                "When this relay last committed a 'sent' outcome, seconds since the epoch; 0: not yet.");
-  metric_line(out, "metrix_relay_last_sent_timestamp_seconds", {}, d(last_sent_ms.load(relaxed)) / 1000.0);
-  metric_header(out, "metrix_relay_write_rounds_total", "counter",
-                "Write transactions of the relay (outcomes, claims, heartbeat).");
-  metric_line(out, "metrix_relay_write_rounds_total", {}, d(write_rounds.load(relaxed)));
-  metric_header(out, "metrix_relay_write_round_failures_total", "counter",
-                "Write transactions that failed (the database busy or failing); their outcomes are retried.");
-  metric_line(out, "metrix_relay_write_round_failures_total", {}, d(write_round_failures.load(relaxed)));
-  metric_header(out, "metrix_relay_write_lock_seconds_total", "counter",
-                "Time the relay held the database's write lock; its rate is the lock's share of time.");
-  metric_line(out, "metrix_relay_write_lock_seconds_total", {}, d(write_lock_us.load(relaxed)) / 1e6);
+  single("metrix_relay_last_sent_timestamp_seconds", "gauge",
+         "When this relay last committed a 'sent' outcome, seconds since the epoch; 0: not yet.",
+         d(last_sent_ms.load(relaxed)) / 1000.0);
+  single("metrix_relay_write_rounds_total", "counter", "Write transactions of the relay (outcomes, claims, heartbeat).",
+         d(write_rounds.load(relaxed)));
+  single("metrix_relay_write_round_failures_total", "counter",
+         "Write transactions that failed (the database busy or failing); their outcomes are retried.",
+         d(write_round_failures.load(relaxed)));
+  single("metrix_relay_write_lock_seconds_total", "counter",
+         "Time the relay held the database's write lock; its rate is the lock's share of time.",
+         d(write_lock_us.load(relaxed)) / 1e6);
   write_duration.render(out, "metrix_relay_write_round_duration_seconds",
                         "How long one write transaction held the write lock, commit included.");
   metric_header(out, "metrix_relay_config_reloads_total", "counter", "Reloads (SIGHUP), by result.");

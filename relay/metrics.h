@@ -10,6 +10,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <initializer_list>
@@ -20,6 +21,16 @@
 #include <vector>
 
 namespace metrix {
+
+// The steady clock in microseconds: the loop's turns, request and round durations, the rate
+// buckets, /livez.
+inline std::int64_t monotonic_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The app_id label of rows that name no app when the relay has no default app either.
+inline constexpr const char* kNoAppLabel = "(none)";
 
 // A histogram with fixed upper bounds in seconds, observed in microseconds.
 class Histogram {

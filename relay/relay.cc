@@ -65,11 +65,6 @@ std::string describe_ms(std::int64_t ms) {
   return fmt::format("{}ms", ms);
 }
 
-std::int64_t monotonic_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 struct AppState;
 
 // How much longer than --busy-timeout a write round may run before it is taken for hung.

@@ -2,8 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <algorithm>
-#include <cstring>
 #include <map>
 
 namespace metrix {
@@ -12,19 +10,22 @@ Result<Backlog> read_backlog(Database& db, const std::string& path, std::int64_t
   auto tx = Transaction::begin_read(db.handle());
   if (!tx) return tx.error();
   std::map<std::optional<std::string>, AppBacklog> apps;
+  auto app_entry = [&](const std::optional<std::string>& app) -> AppBacklog& {
+    auto [it, added] = apps.try_emplace(app);
+    if (added) {
+      it->second.app_id = app;
+      for (const auto& s : all_statuses()) it->second.rows[s] = 0;
+    }
+    return it->second;
+  };
   auto counts = db.prepare("SELECT app_id, status, count(*) FROM metrix_outbox GROUP BY app_id, status");
   if (!counts) return counts.error();
   for (;;) {
     auto row = counts->step();
     if (!row) return row.error();
     if (!*row) break;
-    auto app = counts->optional_text(0);
-    const std::string status = counts->text(1);
-    auto it = std::find_if(kBacklogStatuses.begin(), kBacklogStatuses.end(),
-                           [&](const char* s) { return status == s; });
-    AppBacklog& a = apps[app];
-    a.app_id = app;
-    if (it != kBacklogStatuses.end()) a.rows[static_cast<size_t>(it - kBacklogStatuses.begin())] = counts->int64(2);
+    AppBacklog& a = app_entry(counts->optional_text(0));
+    a.rows[counts->text(1)] = counts->int64(2);
   }
   auto due = db.prepare(
       "SELECT app_id, sum(next_attempt_at <= ?1), min(next_attempt_at) FROM metrix_outbox INDEXED BY metrix_outbox_due "
@@ -35,8 +36,7 @@ Result<Backlog> read_backlog(Database& db, const std::string& path, std::int64_t
     auto row = due->step();
     if (!row) return row.error();
     if (!*row) break;
-    AppBacklog& a = apps[due->optional_text(0)];
-    a.app_id = due->optional_text(0);
+    AppBacklog& a = app_entry(due->optional_text(0));
     a.due = due->int64(1);
     if (due->int64(2) <= now) a.oldest_due_since = due->int64(2);
   }

@@ -5,23 +5,20 @@
 // lock); the due rows and the oldest due row come from the index of unfinished rows only.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "storage/audit.h"
 #include "storage/database.h"
 #include "storage/result.h"
 
 namespace metrix {
 
-// The six statuses of a row, in the order a row moves through them.
-inline constexpr std::array<const char*, 6> kBacklogStatuses = {"pending", "sending", "sent", "failed", "dead", "held"};
-
 struct AppBacklog {
   std::optional<std::string> app_id;         // NULL: the relay's default app
-  std::array<std::int64_t, 6> rows{};        // by status, as kBacklogStatuses
+  StatusCounts rows;                         // every status of all_statuses(), 0 if none
   std::int64_t due = 0;                      // pending or sending with an expired lease, due now
   std::optional<std::int64_t> oldest_due_since;  // next_attempt_at of the row due longest
 };

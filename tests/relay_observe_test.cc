@@ -61,15 +61,6 @@ std::string config_with_keys(const TempDir& dir, const std::string& extra = "") 
   return path.string();
 }
 
-void enqueue(const std::string& db, int n, const std::string& app, const std::string& slug = "taqsq", int first = 1) {
-  auto d = metrix::Database::open(db);
-  REQUIRE(d);
-  metrix::Producer producer(d->handle());
-  REQUIRE(d->exec("BEGIN"));
-  for (int i = first; i < first + n; ++i) REQUIRE(producer.enqueue(valid_payload(i, slug), {.app_id = app}));
-  REQUIRE(d->exec("COMMIT"));
-}
-
 // Requests fake-metrix received for events of `slug` (it records an event before it waits).
 int requests_for(const FakeMetrix& fake, const std::string& slug) {
   int n = 0;
@@ -87,10 +78,9 @@ std::int64_t rows_of(const std::string& db, const std::string& app, const std::s
 
 TEST_CASE("/metrics, /livez, /readyz and /status tell an operator what the outbox says") {
   TempDir dir;
-  make_outbox(dir.db(), 0);
-  enqueue(dir.db(), 300, "app1");
-  enqueue(dir.db(), 20, "app1", "unknown-slug", 1000);  // 404: failed
-  enqueue(dir.db(), 20, "app2");                        // 403: the app is paused
+  make_outbox(dir.db(), 300, "taqsq", "app1");
+  make_outbox(dir.db(), 20, "unknown-slug", "app1");  // 404: failed
+  make_outbox(dir.db(), 20, "taqsq", "app2");         // 403: the app is paused
   auto fake = FakeMetrix::start(
       dir, {"--app", "app1", "--app", "app2", "--slug", "taqsq", "--error-rate", "0.2", "--s2s-disabled", "app2"},
       {{"FAKE_METRIX_KEYS", "app1=" + kDevKey + ",app2=key-2"}});
@@ -170,8 +160,7 @@ TEST_CASE("/metrics, /livez, /readyz and /status tell an operator what the outbo
 
 TEST_CASE("/readyz is 503 with the reason when no app can be sent to; /livez stays 200") {
   TempDir dir;
-  make_outbox(dir.db(), 0);
-  enqueue(dir.db(), 5, "app2");
+  make_outbox(dir.db(), 5, "taqsq", "app2");
   auto fake = FakeMetrix::start(dir, {"--app", "app2", "--s2s-disabled", "app2"}, {{"FAKE_METRIX_KEYS", "app2=key-2"}});
   const auto config = dir.file("relay.toml");
   std::ofstream(config) << app_key_config(dir, "app2", "key-2");
@@ -224,11 +213,11 @@ TEST_CASE("a row whose request never answers ends dead as poison after --poison-
   // fake-metrix holds the answer to a "hang" event longer than the test waits before it kills
   // the relay. One request in flight at a time, so that rows claimed with row 1 are still
   // waiting, unsent, at every kill: only row 1 may be blamed for the relay's deaths.
-  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "8000", "--latency-slug", "hang"}), fake_env());
+  auto fake = FakeMetrix::start(dir, fake_args({"--latency-ms", "12000", "--latency-slug", "hang"}), fake_env());
   // Short leases: the kills' leases expire within seconds. The request timeout is longer than
-  // the wait for the kill, so no timeout answer resets the count (under ThreadSanitizer
-  // fake-metrix took over 2 s to take the first request).
-  const std::vector<std::string> fast = {"--timeout", "5s", "--lease", "11s", "--shutdown-timeout", "1s",
+  // the wait for the kill, so no timeout answer resets the count: generously, since under
+  // ThreadSanitizer fake-metrix once took over 2 s to take the first request.
+  const std::vector<std::string> fast = {"--timeout", "10s", "--lease", "21s", "--shutdown-timeout", "1s",
                                          "--poll-interval", "50ms", "--concurrency", "1"};
   for (int kill = 1; kill <= 3; ++kill) {
     CAPTURE(kill);
@@ -297,11 +286,10 @@ TEST_CASE("--max-rate: a backlog drains at the rate, never above it in any secon
 
 TEST_CASE("--max-rate on one app does not hold back another app's rows") {
   TempDir dir;
-  make_outbox(dir.db(), 0);
   // More rows of appA than the relay keeps claimed (about 2,000): had appA's claims filled that
   // budget, appB would wait until appA drained below half of it.
-  enqueue(dir.db(), 2500, "appA");  // 6.25 s at 400/s; sorts first among the apps
-  enqueue(dir.db(), 300, "appB");   // not capped
+  make_outbox(dir.db(), 2500, "taqsq", "appA");  // 6.25 s at 400/s; sorts first among the apps
+  make_outbox(dir.db(), 300, "taqsq", "appB");   // not capped
   auto fake = FakeMetrix::start(dir, {"--app", "appA", "--app", "appB"},
                                 {{"FAKE_METRIX_KEYS", "appA=" + kDevKey + ",appB=" + kDevKey}});
   const auto config = dir.file("relay.toml");
