@@ -86,7 +86,9 @@ Expected expected_outcome(std::vector<std::string> lines, std::int64_t chunk) {
       if (parsed->dedup_key && (committed_keys.count(*parsed->dedup_key) || open_keys.count(*parsed->dedup_key))) {
         continue;  // already in the outbox: skipped, not checked
       }
-      if (auto v = metrix::validate_payload(parsed->payload, parsed->app_id, parsed->dedup_key)) problem = v->message();
+      auto v = metrix::validate_payload(parsed->payload, parsed->app_id, parsed->dedup_key);
+      METRIX_FUZZ_REQUIRE(v.ok(), "the rules could not be checked: {}", v.error().message);
+      if (*v) problem = (*v)->message();
     }
     if (problem) {
       e.first_problem = number;
@@ -217,7 +219,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
                       rows.size(), wanted.size(), mode.chunk_lines, mode.batch_lines, !mode.extra_trigger);
   for (const Row& row : rows) {
     auto v = metrix::validate_payload(row.payload, row.app_id, row.dedup_key);
-    METRIX_FUZZ_REQUIRE(!v, "an imported row breaks a rule ({}): {}", v->message(), printable(row.payload));
+    METRIX_FUZZ_REQUIRE(v.ok(), "the rules could not be checked: {}", v.error().message);
+    METRIX_FUZZ_REQUIRE(!*v, "an imported row breaks a rule ({}): {}", (*v)->message(), printable(row.payload));
   }
   METRIX_FUZZ_REQUIRE(report->inserted == static_cast<std::int64_t>(rows.size()), "report says {} inserted, {} rows",
                       report->inserted, rows.size());

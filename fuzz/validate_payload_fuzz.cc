@@ -179,7 +179,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
 
   // The Producer's database is emptied after every input and the validator's is private: a
   // validator that kept state from an earlier input would disagree with the Producer here.
-  auto violation = metrix::validate_payload(payload, options.app_id, options.dedup_key);
+  auto verdict = metrix::validate_payload(payload, options.app_id, options.dedup_key);
+  METRIX_FUZZ_REQUIRE(verdict.ok(), "the rules could not be checked: {}", verdict.error().message);
+  const std::optional<metrix::Violation>& violation = *verdict;
   if (violation) check_refused(payload, options, *violation, o, messages);
   else check_accepted(payload, options, o);
   return 0;

@@ -14,6 +14,7 @@
 #include "storage/backlog.h"
 #include "storage/database.h"
 #include "storage/migrate.h"
+#include "storage/clock.h"
 
 namespace metrix {
 

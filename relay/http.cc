@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "storage/database.h"
+#include "storage/clock.h"
 
 namespace metrix {
 

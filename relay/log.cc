@@ -5,12 +5,13 @@
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <string>
 #include <vector>
+
+#include "storage/clock.h"
+#include "storage/time_text.h"
 
 namespace metrix::log {
 
@@ -54,10 +55,6 @@ std::string_view text_prefix(Level level) {
   return level == Level::warning ? "WARNING: " : level == Level::error ? "ERROR: " : "";
 }
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 void write_stderr(const std::string& text) {
   // fmt::print would throw on a failed write and end the relay mid-drain.
@@ -87,7 +84,7 @@ std::string render(Format format, Level level, std::int64_t time_ms, std::string
                    bool journal_stream) {
   if (format == Format::json) {
     nlohmann::ordered_json record;
-    record["time"] = utc(time_ms);
+    record["time"] = utc_time(time_ms);
     record["level"] = name(level);
     record["msg"] = message;
     if (!f.app_id.empty()) record["app_id"] = f.app_id;
@@ -100,7 +97,7 @@ std::string render(Format format, Level level, std::int64_t time_ms, std::string
     return record.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   }
   if (journal_stream) return fmt::format("<{}>{}{}\n", priority(level), text_prefix(level), message);
-  return fmt::format("{} metrix-relay: {}{}\n", utc(time_ms), text_prefix(level), message);
+  return fmt::format("{} metrix-relay: {}{}\n", utc_time(time_ms), text_prefix(level), message);
 }
 
 }  // namespace
@@ -146,15 +143,6 @@ void configure(Format format, Level level) {
 }
 
 bool enabled(Level level) { return level >= g_level; }
-
-std::string utc(std::int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03}Z", stamp, ms % 1000);
-}
 
 
 void write(Level level, std::string_view message, const Fields& fields) {

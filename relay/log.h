@@ -49,9 +49,6 @@ bool enabled(Level level);
 // the relay goes on: the outbox is the record, not the log.
 void write(Level level, std::string_view message, const Fields& fields = {});
 
-// A time in milliseconds since the epoch as the log writes it: 2026-11-25T14:03:07.412Z.
-std::string utc(std::int64_t ms);
-
 template <class... Args>
 void debug(const Fields& fields, fmt::format_string<Args...> format, Args&&... args) {
   if (enabled(Level::debug)) write(Level::debug, fmt::format(format, std::forward<Args>(args)...), fields);

@@ -18,8 +18,11 @@
 #include "relay/metrics.h"
 #include "relay/notify.h"
 #include "relay/rate.h"
+#include "relay/remedy.h"
 #include "relay/writer.h"
 #include "storage/migrate.h"
+#include "storage/time_text.h"
+#include "storage/clock.h"
 
 namespace metrix {
 
@@ -674,7 +677,7 @@ void Relay::adapt_window(AppState& app, const Classification& verdict, const Htt
     const std::int64_t until = now + std::min(*result.answer.retry_after_ms, config_.backoff_max_ms);
     if (until > app.held_until) {
       log::debug({.app_id = app.id, .http_status = result.answer.http_status},
-                 "app {}: {} with Retry-After; no request before {}", app.id, verdict.error, log::utc(until));
+                 "app {}: {} with Retry-After; no request before {}", app.id, verdict.error, utc_time(until));
       app.held_until = until;
     }
   }
@@ -704,7 +707,7 @@ std::optional<std::string> Relay::blocked_reason() {
     if (!app.headers) reasons.push_back(app.unroutable_reason);
     else if (app.pause)
       reasons.push_back(fmt::format("app {} is paused since {} (Metrix answered 403 {})", app.id,
-                                    log::utc(app.pause->since), app.pause->reason));
+                                    utc_time(app.pause->since), app.pause->reason));
     else return std::nullopt;  // this app's rows can still go
   }
   if (reasons.empty()) return std::nullopt;
@@ -1025,11 +1028,11 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
   options.busy_timeout_ms = static_cast<int>(config.busy_timeout_ms);
   auto db = Database::open(config.db_path, options);
   if (!db) {
-    log::error({}, "{}", db.error().message);
+    log::error({}, "{}", with_remedy(db.error(), config.db_path).message);
     return 1;
   }
   if (auto s = check_schema(*db); !s) {
-    log::error({}, "{}", s.error().message);
+    log::error({}, "{}", with_remedy(s.error(), config.db_path).message);
     return 1;
   }
   HttpOptions http_options;

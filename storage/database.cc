@@ -165,9 +165,8 @@ Result<Database> Database::open(const std::string& path, const OpenOptions& opti
   db.path_ = path;
   if (rc != SQLITE_OK) {
     if (rc == SQLITE_CANTOPEN) {
-      return Error{Errc::io, fmt::format("cannot open database {}: {}", path,
-                                         access(path.c_str(), F_OK) == 0 ? "permission denied"
-                                                                         : "no such file (run 'metrix-relay migrate' first)")};
+      if (access(path.c_str(), F_OK) != 0) return Error{Errc::not_found, fmt::format("cannot open database {}: no such file", path)};
+      return Error{Errc::io, fmt::format("cannot open database {}: permission denied", path)};
     }
     return sqlite_error(raw, rc, fmt::format("cannot open database {}", path));
   }
@@ -249,7 +248,17 @@ Result<Statement> Database::prepare(std::string_view sql) {
   return Statement(stmt);
 }
 
-Result<Transaction> Transaction::begin(sqlite3* db) { return start(db, "BEGIN IMMEDIATE"); }
+Result<Transaction> Transaction::begin(sqlite3* db) {
+  // Joining a transaction that has not taken the write lock would take it at the first write,
+  // a lock upgrade that can fail with SQLITE_BUSY at once (another writer may wait for this
+  // reader's snapshot) instead of waiting out the busy timeout as BEGIN IMMEDIATE does.
+  if (!sqlite3_get_autocommit(db) && sqlite3_txn_state(db, nullptr) != SQLITE_TXN_WRITE) {
+    return Error{Errc::invalid_argument,
+                 "begin transaction: a transaction without the write lock is open on this connection; a write "
+                 "cannot join it (commit or roll it back first)"};
+  }
+  return start(db, "BEGIN IMMEDIATE");
+}
 
 Result<Transaction> Transaction::begin_read(sqlite3* db) { return start(db, "BEGIN"); }
 
@@ -270,11 +279,6 @@ Status Transaction::commit() {
   if (rc != SQLITE_OK) return sqlite_error(db_, rc, "commit");
   db_ = nullptr;
   return {};
-}
-
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace metrix

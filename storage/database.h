@@ -95,8 +95,10 @@ class Database {
 
 // BEGIN IMMEDIATE ... COMMIT. The destructor rolls back unless commit() succeeded.
 // Takes the write lock at begin, so it never fails later with a busy upgrade.
-// Inside a transaction that is already open, it joins it: commit() and the destructor do
-// nothing, and the outer transaction decides (so several steps can share one write).
+// Inside a transaction that already holds the write lock, it joins it: commit() and the
+// destructor do nothing, and the outer transaction decides (so several steps can share one
+// write). Inside one that does not (a read, or a deferred BEGIN), begin() is refused with
+// Errc::invalid_argument: joining would mean that upgrade. begin_read() joins any transaction.
 class Transaction {
  public:
   static Result<Transaction> begin(sqlite3* db);
@@ -114,8 +116,5 @@ class Transaction {
   explicit Transaction(sqlite3* db) : db_(db) {}
   sqlite3* db_;
 };
-
-// Milliseconds since the Unix epoch, from the system clock.
-std::int64_t now_ms();
 
 }  // namespace metrix

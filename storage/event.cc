@@ -1,11 +1,13 @@
 #include "storage/event.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 
 #include "storage/database.h"
 #include "storage/migrate.h"
+#include "storage/rule_message.h"
 
 namespace metrix {
 
@@ -47,35 +49,50 @@ namespace {
 // producer's INSERT runs; the row is rolled back at once.
 struct Validator {
   Database db;
-  Statement insert;
+  Statement insert;  // destroyed before db
 
-  static Validator& for_this_thread() {
-    thread_local Validator validator = make();
-    return validator;
+  static Result<Validator*> for_this_thread() {
+    thread_local std::optional<Validator> validator;
+    if (!validator) {
+      auto made = make();
+      if (!made) return made.error();  // tried again on the next call
+      validator.emplace(std::move(*made));
+    }
+    return &*validator;
   }
 
-  static Validator make() {
+  static Result<Validator> make() {
     auto db = Database::open_memory();
-    if (!db) throw std::runtime_error(db.error().message);  // out of memory: nothing to recover
-    if (auto m = migrate(*db); !m) throw std::runtime_error(m.error().message);
+    if (!db) return db.error();
+    if (auto m = migrate(*db); !m) return m.error();
     auto insert = db->prepare("INSERT INTO metrix_outbox (payload, app_id, dedup_key) VALUES (?1, ?2, ?3)");
-    if (!insert) throw std::runtime_error(insert.error().message);
+    if (!insert) return insert.error();
     return Validator{std::move(*db), std::move(*insert)};
   }
 };
 
+Error cannot_validate(const Error& error) {
+  return Error{Errc::io, "cannot check the event against the rules: " + error.message};
+}
+
 }  // namespace
 
-std::optional<Violation> validate_payload(std::string_view payload, const std::optional<std::string>& app_id,
-                                          const std::optional<std::string>& dedup_key) {
-  Validator& v = Validator::for_this_thread();
-  if (auto s = v.db.exec("SAVEPOINT validate"); !s) return Violation{"payload", s.error().message};
+Result<std::optional<Violation>> validate_payload(std::string_view payload, const std::optional<std::string>& app_id,
+                                                  const std::optional<std::string>& dedup_key) {
+  auto validator = Validator::for_this_thread();
+  if (!validator) return cannot_validate(validator.error());
+  Validator& v = **validator;
+  if (auto s = v.db.exec("SAVEPOINT validate"); !s) return cannot_validate(s.error());
   v.insert.bind(1, payload).bind(2, app_id).bind(3, dedup_key);
   auto done = v.insert.step();
   v.insert.reset();
-  (void)v.db.exec("ROLLBACK TO validate; RELEASE validate");
-  if (done) return std::nullopt;
-  return parse_violation(with_key_named(v.db.handle(), payload, done.error().message));
+  const Status rolled_back = v.db.exec("ROLLBACK TO validate; RELEASE validate");
+  if (done) {
+    if (!rolled_back) return cannot_validate(rolled_back.error());
+    return std::optional<Violation>();
+  }
+  if (done.error().code != Errc::invalid_event) return cannot_validate(done.error());
+  return std::optional<Violation>(parse_violation(with_key_named(v.db.handle(), payload, done.error().message)));
 }
 
 const char* currency_name(Currency currency) {
@@ -87,10 +104,23 @@ const char* currency_name(Currency currency) {
   return "?";
 }
 
+struct Event::Json {
+  nlohmann::ordered_json object = nlohmann::ordered_json::object();
+};
+
+Event::Event() : json_(std::make_unique<Json>()) {}
+Event::Event(const Event& other) : json_(std::make_unique<Json>(*other.json_)) {}
+Event::Event(Event&& other) noexcept = default;
+Event& Event::operator=(Event other) noexcept {
+  json_ = std::move(other.json_);
+  return *this;
+}
+Event::~Event() = default;
+
 Event Event::custom(std::string metrix_user_id, std::string event_slug) {
   Event e;
-  e.json_["metrixUserId"] = std::move(metrix_user_id);
-  e.json_["eventSlug"] = std::move(event_slug);
+  e.json_->object["metrixUserId"] = std::move(metrix_user_id);
+  e.json_->object["eventSlug"] = std::move(event_slug);
   return e;
 }
 
@@ -101,24 +131,24 @@ Event Event::revenue(std::string metrix_user_id, std::string event_slug, double 
   return e;
 }
 
-Event& Event::session_id(std::string id) { json_["metrixSessionId"] = std::move(id); return *this; }
-Event& Event::idfa(std::string id) { json_["idfa"] = std::move(id); return *this; }
-Event& Event::advertising_id(std::string id) { json_["advertisingId"] = std::move(id); return *this; }
-Event& Event::oaid(std::string id) { json_["oaid"] = std::move(id); return *this; }
+Event& Event::session_id(std::string id) { json_->object["metrixSessionId"] = std::move(id); return *this; }
+Event& Event::idfa(std::string id) { json_->object["idfa"] = std::move(id); return *this; }
+Event& Event::advertising_id(std::string id) { json_->object["advertisingId"] = std::move(id); return *this; }
+Event& Event::oaid(std::string id) { json_->object["oaid"] = std::move(id); return *this; }
 Event& Event::attribute(const std::string& key, std::string value) {
-  json_["customAttributes"][key] = std::move(value);
+  json_->object["customAttributes"][key] = std::move(value);
   return *this;
 }
 Event& Event::metric(const std::string& key, double value) {
-  json_["customMetrics"][key] = value;
+  json_->object["customMetrics"][key] = value;
   return *this;
 }
-Event& Event::device_ip(std::string ip) { json_["deviceIp"] = std::move(ip); return *this; }
-Event& Event::event_time_ms(std::int64_t ms) { json_["eventTime"] = ms; return *this; }
+Event& Event::device_ip(std::string ip) { json_->object["deviceIp"] = std::move(ip); return *this; }
+Event& Event::event_time_ms(std::int64_t ms) { json_->object["eventTime"] = ms; return *this; }
 
 std::string Event::payload() const {
   // Invalid UTF-8 in a string becomes U+FFFD rather than an exception; the rules then judge it.
-  return json_.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return json_->object.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace metrix

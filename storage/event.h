@@ -7,12 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json.hpp>
-#include <sqlite3.h>
+#include "storage/result.h"
 
 namespace metrix {
 
@@ -23,20 +23,13 @@ struct Violation {
   std::string message() const { return field + ": " + rule; }
 };
 
-// Splits a trigger message "field: rule" into a Violation.
-Violation parse_violation(std::string_view message);
-
-// The trigger cannot name the key at fault (SQLite 3.40's RAISE takes a fixed text). For the
-// rules about keys ("unknown key", "must not repeat a key"), this finds it in the payload and
-// adds it: `... (here: "deviceId")`, `... (here: "a", in customAttributes)`. Any other
-// message is returned as it is. `db` is any open connection: it only runs JSON functions.
-std::string with_key_named(sqlite3* db, std::string_view payload, std::string message);
-
-// Checks a payload (and optional app id / dedup key) against every rule. nullopt when valid.
-// Thread-safe (one private in-memory database per thread).
-std::optional<Violation> validate_payload(std::string_view payload,
-                                          const std::optional<std::string>& app_id = std::nullopt,
-                                          const std::optional<std::string>& dedup_key = std::nullopt);
+// Checks a payload (and optional app id / dedup key) against every rule: nullopt when the
+// event is valid, else the first rule it breaks. An error (Errc::io) only when the check
+// itself could not run (its in-memory database could not be made: out of memory), which is
+// never a verdict on the event. Thread-safe (one private in-memory database per thread).
+Result<std::optional<Violation>> validate_payload(std::string_view payload,
+                                                  const std::optional<std::string>& app_id = std::nullopt,
+                                                  const std::optional<std::string>& dedup_key = std::nullopt);
 
 enum class Currency { IRR, USD, EUR };
 
@@ -47,6 +40,11 @@ enum class Currency { IRR, USD, EUR };
 //   auto revenue = Event::revenue("user-1", "purchase", 53.7, Currency::IRR).idfa("...");
 class Event {
  public:
+  Event(const Event& other);
+  Event(Event&& other) noexcept;
+  Event& operator=(Event other) noexcept;
+  ~Event();
+
   static Event custom(std::string metrix_user_id, std::string event_slug);
   // A revenue event: customMetrics._revenue and customAttributes._currency.
   static Event revenue(std::string metrix_user_id, std::string event_slug, double amount, Currency currency);
@@ -63,10 +61,12 @@ class Event {
 
   // The JSON text stored in metrix_outbox.payload and sent unchanged.
   std::string payload() const;
-  std::optional<Violation> validate() const { return validate_payload(payload()); }
+  Result<std::optional<Violation>> validate() const { return validate_payload(payload()); }
 
  private:
-  nlohmann::ordered_json json_ = nlohmann::ordered_json::object();
+  Event();
+  struct Json;  // the JSON object being built; its library stays out of the producers' headers
+  std::unique_ptr<Json> json_;
 };
 
 const char* currency_name(Currency currency);

@@ -15,6 +15,7 @@
 
 #include "storage/event.h"
 #include "storage/migrate.h"
+#include "storage/rule_message.h"
 
 namespace metrix {
 
@@ -789,7 +790,9 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
         // Lines the pool did not judge: a key that was present when checked and is gone now
         // (purged meanwhile), or -- with the database's triggers on and the chunk already
         // lost -- lines that will not be written but must still be reported if bad.
-        if (auto v = validate_payload(item.row.payload, item.row.app_id, item.row.dedup_key)) item.problem = v->message();
+        auto v = validate_payload(item.row.payload, item.row.app_id, item.row.dedup_key);
+        if (!v) return v.error();
+        if (*v) item.problem = (*v)->message();
       }
       if (!item.problem && !doomed) {
         insert->bind(1, std::string_view(item.row.payload)).bind(2, item.row.dedup_key).bind(3, item.row.app_id);

@@ -1,4 +1,5 @@
 #include "storage/migrate.h"
+#include "storage/clock.h"
 
 #include <fmt/format.h>
 
@@ -186,16 +187,14 @@ Status check_schema(Database& db) {
   auto ledger = table_exists(db, "metrix_schema_migrations");
   if (!ledger) return ledger.error();
   if (!*ledger) {
-    return Error{Errc::schema, fmt::format("{} is not a metrix outbox (no metrix_schema_migrations table); "
-                                           "create one with 'metrix-relay migrate --db {}'",
-                                           db.path(), db.path())};
+    return Error{Errc::no_outbox,
+                 fmt::format("{} is not a metrix outbox (no metrix_schema_migrations table)", db.path())};
   }
   auto current = verified_version(db);
   if (!current) return current.error();
   if (*current < latest_schema_version()) {
-    return Error{Errc::schema, fmt::format("{}: schema version {} is older than this metrix-relay's ({}); "
-                                           "upgrade it with 'metrix-relay migrate --db {}'",
-                                           db.path(), *current, latest_schema_version(), db.path())};
+    return Error{Errc::old_schema, fmt::format("{}: schema version {} is older than this metrix-relay's ({})", db.path(),
+                                               *current, latest_schema_version())};
   }
   return {};
 }

@@ -34,9 +34,10 @@ struct MigrateReport {
 // whose schema is newer than this binary, or one of whose applied migrations was altered.
 Result<MigrateReport> migrate(Database& db);
 
-// For every command but migrate: the database must hold exactly this binary's schema.
-// A database that is not an outbox, is older (run migrate) or newer, or altered, is refused
-// with Errc::schema and a message that says what to do.
+// For every use but migrate(): the database must hold exactly this binary's schema.
+// Refused: a database with no outbox schema (Errc::no_outbox) or an older one
+// (Errc::old_schema), both of which migrate() mends; a newer or altered one (Errc::schema),
+// which it does not.
 Status check_schema(Database& db);
 
 }  // namespace metrix

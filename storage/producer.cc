@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "storage/event.h"
+#include "storage/rule_message.h"
 
 namespace metrix {
 
@@ -14,7 +15,7 @@ Result<std::int64_t> Producer::enqueue(std::string_view payload, const EnqueueOp
                                 nullptr);
     if (rc != SQLITE_OK) {
       if (rc == SQLITE_ERROR && sqlite3_errmsg(db_) == std::string_view("no such table: metrix_outbox")) {
-        return Error{Errc::schema, "this database has no metrix_outbox table; create it with 'metrix-relay migrate'"};
+        return Error{Errc::schema, "this database has no metrix_outbox table; apply the outbox migrations first (migrate())"};
       }
       return sqlite_error(db_, rc, "prepare enqueue");
     }

@@ -13,9 +13,11 @@ enum class Errc {
   invalid_event,   // the event breaks a rule; message is "field: rule"; nothing was written
   duplicate,       // dedup_key already present; nothing was written
   busy,            // the database stayed locked longer than the busy timeout; retry later
-  schema,          // not an outbox, a newer schema, or an altered migration; nothing was written
+  schema,          // a newer schema, an altered migration, or a damaged file; nothing was written
+  no_outbox,       // the database has no outbox schema: migrate() creates it; nothing was written
+  old_schema,      // the outbox schema is older than this code: migrate() upgrades it; nothing was written
   io,              // SQLite or the file system failed (full disk, read-only, corrupt file)
-  not_found,
+  not_found,       // no such row, or no such database file
   invalid_argument,
 };
 

@@ -299,7 +299,7 @@ TEST_CASE("import judges every line exactly as the database's own trigger does")
   }
   int bad = 0;
   for (size_t i = 0; i < payloads.size(); ++i) {
-    auto violation = metrix::validate_payload(payloads[i]);
+    auto violation = metrix::validate_payload(payloads[i]).value();
     auto it = reported.find(static_cast<std::int64_t>(i + 1));
     INFO("line " << i + 1 << ": " << payloads[i]);
     if (violation) {

@@ -16,6 +16,7 @@
 
 #include "tests/support/fake_metrix.h"
 #include "tests/support/process.h"
+#include "storage/clock.h"
 
 using metrix::test::FakeMetrix;
 using metrix::test::fake_metrix_binary;

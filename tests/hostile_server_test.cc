@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/outbox_fixture.h"
+#include "storage/clock.h"
 
 using namespace metrix::test;
 using namespace std::chrono_literals;

@@ -3,6 +3,7 @@
 
 #include "storage/outbox.h"
 #include "tests/outbox_fixture.h"
+#include "storage/clock.h"
 
 using namespace metrix;
 using metrix::test::TempDir;

@@ -156,7 +156,7 @@ TEST_CASE("the C++ validator, the producer API and a plain SQL insert agree on e
 
   for (const Case& c : cases()) {
     CAPTURE(c.payload.substr(0, 200));
-    auto validated = metrix::validate_payload(c.payload);
+    auto validated = metrix::validate_payload(c.payload).value();
     CHECK((validated ? validated->message() : std::string()) == (c.message.empty() ? "" : c.message + c.here));
 
     auto enqueued = producer.enqueue(c.payload);

@@ -10,6 +10,7 @@
 
 #include "tools/fake-metrix/answer.h"
 #include "tools/fake-metrix/event_check.h"
+#include "storage/clock.h"
 
 namespace fake_metrix {
 namespace {

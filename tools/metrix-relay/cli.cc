@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <system_error>
 
+#include "relay/remedy.h"
 #include "storage/migrate.h"
 
 namespace metrix::cli {
@@ -41,8 +42,8 @@ int fail(const Error& error) {
 
 Result<Database> open_outbox(const std::string& path, const OpenOptions& options) {
   auto db = Database::open(path, options);
-  if (!db) return db.error();
-  if (auto s = check_schema(*db); !s) return s.error();
+  if (!db) return with_remedy(db.error(), path);
+  if (auto s = check_schema(*db); !s) return with_remedy(s.error(), path);
   return db;
 }
 

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "storage/clock.h"
 #include "storage/database.h"
 #include "storage/result.h"
 

@@ -2,11 +2,11 @@
 
 #include <cctype>
 #include <charconv>
-#include <ctime>
 
 #include <fmt/format.h>
 
 #include "relay/config.h"
+#include "storage/time_text.h"
 
 namespace metrix::cli {
 
@@ -17,20 +17,6 @@ Error time_error(std::string_view text) {
                fmt::format("'{}' is not a time: use a date (2026-11-25), a UTC time (2026-11-25T10:00:00Z), a time "
                            "with an offset (2026-11-25T13:30:00+03:30), a duration ago (24h, 7d, 1h30m), or 'now'",
                            text)};
-}
-
-// Reads exactly `digits` decimal digits at text[pos].
-bool read_number(std::string_view text, size_t& pos, int digits, int& out) {
-  if (pos + static_cast<size_t>(digits) > text.size()) return false;
-  int value = 0;
-  for (int i = 0; i < digits; ++i) {
-    char c = text[pos + static_cast<size_t>(i)];
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + (c - '0');
-  }
-  pos += static_cast<size_t>(digits);
-  out = value;
-  return true;
 }
 
 bool all_digits(std::string_view text) {
@@ -51,58 +37,8 @@ Result<std::int64_t> parse_time(std::string_view text, std::int64_t now_ms) {
     if (!ago) return time_error(text);
     return now_ms - *ago;
   }
-  size_t pos = 0;
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, millis = 0;
-  if (!read_number(text, pos, 4, year) || pos >= text.size() || text[pos++] != '-' ||
-      !read_number(text, pos, 2, month) || pos >= text.size() || text[pos++] != '-' || !read_number(text, pos, 2, day)) {
-    return time_error(text);
-  }
-  std::int64_t offset_ms = 0;
-  if (pos < text.size()) {
-    if (text[pos] != 'T' && text[pos] != ' ') return time_error(text);
-    ++pos;
-    if (!read_number(text, pos, 2, hour) || pos >= text.size() || text[pos++] != ':' || !read_number(text, pos, 2, minute)) {
-      return time_error(text);
-    }
-    if (pos < text.size() && text[pos] == ':') {
-      ++pos;
-      if (!read_number(text, pos, 2, second)) return time_error(text);
-      if (pos < text.size() && text[pos] == '.') {
-        ++pos;
-        int scale = 100, digits = 0;
-        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-          millis += (text[pos] - '0') * scale;
-          scale /= 10;
-          ++pos;
-          ++digits;
-        }
-        if (digits == 0) return time_error(text);
-      }
-    }
-    if (pos < text.size() && text[pos] == 'Z') {
-      ++pos;
-    } else if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
-      int sign = text[pos] == '+' ? 1 : -1;
-      ++pos;
-      int oh = 0, om = 0;
-      if (!read_number(text, pos, 2, oh)) return time_error(text);
-      if (pos < text.size() && text[pos] == ':') ++pos;
-      if (!read_number(text, pos, 2, om)) return time_error(text);
-      offset_ms = sign * (oh * 3'600'000LL + om * 60'000LL);
-    }
-    if (pos != text.size()) return time_error(text);
-  }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return time_error(text);
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  std::time_t seconds = timegm(&tm);
-  if (tm.tm_mday != day) return time_error(text);  // e.g. 2026-02-30, which timegm rolls over
-  return static_cast<std::int64_t>(seconds) * 1000 + millis - offset_ms;
+  if (auto t = parse_utc_time(text)) return *t;
+  return time_error(text);
 }
 
 Result<std::vector<IdRange>> parse_ids(std::string_view text) {
@@ -183,17 +119,8 @@ Result<RowFilter> to_filter(const FilterFlags& f, std::int64_t now_ms) {
   return filter;
 }
 
-std::string iso_time(std::int64_t ms) {
-  std::int64_t seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
-  std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms - seconds * 1000);
-}
-
 std::string short_time(std::int64_t ms) {
-  std::string full = iso_time(ms);
+  std::string full = utc_time(ms);
   return full.substr(0, 19) + "Z";
 }
 

@@ -18,9 +18,7 @@
 namespace metrix::cli {
 
 // A point in time, as an operator types it:
-//   2026-11-25                  midnight UTC of that day
-//   2026-11-25T10:00:00Z        UTC (seconds, fraction and 'Z' optional; ' ' for 'T' too)
-//   2026-11-25T13:30:00+03:30   with an offset from UTC
+//   2026-11-25, 2026-11-25T10:00:00Z, 2026-11-25T13:30:00+03:30   see parse_utc_time()
 //   24h, 30m, 7d, 1h30m         that long before `now_ms`
 //   now
 //   1764064800000               milliseconds since the Unix epoch
@@ -41,9 +39,7 @@ Result<RowFilter> to_filter(const FilterFlags& flags, std::int64_t now_ms);
 // True when at least one flag narrows the selection.
 bool narrows(const FilterFlags& flags);
 
-// Milliseconds since the epoch as ISO-8601 UTC: 2026-11-25T10:00:00.123Z.
-std::string iso_time(std::int64_t ms);
-// The same without milliseconds, for tables: 2026-11-25T10:00:00Z.
+// utc_time() without milliseconds, for tables: 2026-11-25T10:00:00Z.
 std::string short_time(std::int64_t ms);
 
 // One CSV field (RFC 4180): quoted when it holds a comma, quote, CR, LF or edge spaces.

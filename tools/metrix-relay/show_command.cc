@@ -2,6 +2,7 @@
 
 #include "storage/audit.h"
 #include "tools/metrix-relay/cli.h"
+#include "storage/time_text.h"
 #include "tools/metrix-relay/operator_args.h"
 
 namespace metrix::cli {
@@ -10,7 +11,7 @@ namespace {
 
 std::string or_dash(const std::optional<std::string>& v) { return v ? *v : "-"; }
 std::string time_or_dash(const std::optional<std::int64_t>& ms) {
-  return ms ? fmt::format("{} ({})", iso_time(*ms), *ms) : "-";
+  return ms ? fmt::format("{} ({})", utc_time(*ms), *ms) : "-";
 }
 
 void print_history(const RowHistory& h, std::int64_t now) {
@@ -20,7 +21,7 @@ void print_history(const RowHistory& h, std::int64_t now) {
   fields.add({"app_id", r.app_id.value_or(std::string(kDefaultAppLabel) + " (NULL: the relay's --app-id)")});
   fields.add({"event_slug", or_dash(r.event_slug)});
   fields.add({"dedup_key", or_dash(r.dedup_key)});
-  fields.add({"created_at", fmt::format("{} ({}), {} ago", iso_time(r.created_at), r.created_at,
+  fields.add({"created_at", fmt::format("{} ({}), {} ago", utc_time(r.created_at), r.created_at,
                                         describe_age(now - r.created_at))});
   fields.add({"attempts", std::to_string(r.attempts)});
   if (r.lease_expiries > 0) {
@@ -28,7 +29,7 @@ void print_history(const RowHistory& h, std::int64_t now) {
                                               r.lease_expiries)});
   }
   if (r.status == "pending" || r.status == "sending") {
-    fields.add({"next_attempt_at", fmt::format("{} ({}){}", iso_time(r.next_attempt_at), r.next_attempt_at,
+    fields.add({"next_attempt_at", fmt::format("{} ({}){}", utc_time(r.next_attempt_at), r.next_attempt_at,
                                                r.status == "sending" ? ", when the lease expires" : "")});
   }
   fields.add({"event_time", time_or_dash(r.event_time)});
@@ -55,7 +56,7 @@ void print_history(const RowHistory& h, std::int64_t now) {
   fmt::print("attempts:\n");
   Table t({"#", "STARTED", "MS", "HTTP", "ERROR", "RESPONSE"});
   for (const auto& a : h.attempts) {
-    t.add({std::to_string(a.attempt), iso_time(a.started_at), std::to_string(a.finished_at - a.started_at),
+    t.add({std::to_string(a.attempt), utc_time(a.started_at), std::to_string(a.finished_at - a.started_at),
            a.http_status ? std::to_string(*a.http_status) : "-", cell(or_dash(a.error), 50), cell(or_dash(a.response), 80)});
   }
   t.print(stdout, "  ");
