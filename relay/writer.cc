@@ -1,6 +1,7 @@
 #include "relay/writer.h"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 
 namespace metrix {
@@ -18,6 +19,7 @@ Writer::~Writer() {
 }
 
 void Writer::submit(WriteJob job) {
+  assert(!busy_ && "one round at a time: submit() while busy() is a bug");
   {
     std::lock_guard lock(mutex_);
     job_ = std::move(job);
