@@ -1,4 +1,4 @@
-// DESIGN.md's answer table, row by row, and the backoff and duration rules.
+// The answer table of relay/classify.h, row by row, and the backoff and duration rules.
 #include <doctest/doctest.h>
 
 #include "relay/classify.h"

@@ -1,5 +1,5 @@
 // metrix-relay run against fake-metrix, both real processes on loopback: delivery, the
-// request body, and each row of DESIGN.md's answer table.
+// request body, and each row of the answer table (relay/classify.h).
 #include <doctest/doctest.h>
 
 #include <filesystem>

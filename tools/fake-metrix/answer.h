@@ -1,8 +1,8 @@
 // Answer: one HTTP answer fake-metrix gives to an S2S request, and the JSON
 // body it is sent with.
 //
-// Error names are the ones in the reference's error table
-// (shared/reference/metrix-s2s-integration.txt); the body shape is
+// Error names are the ones in the Metrix S2S API's error table (README "The Metrix S2S
+// API"); the body shape is
 //   {"error":"EVENT_TYPE_DOES_NOT_EXIST","status":404,"message":"..."}
 // for errors and {"status":200,"message":"event accepted"} for success, so a
 // client can classify an answer by status code and error name alone.

@@ -13,7 +13,7 @@
 //        none         -> 400 IDFA_AND_ADVERTISING_ID_SHOULD_NOT_BE_NULL
 //        two or more  -> 400 ONLY_ONE_OF_IDFA_AND_ADVERTISING_ID_SHOULD_BE_SET
 // Unknown keys are ignored, as far as we know the real endpoint does too:
-// strictness about the payload belongs at enqueue time (DESIGN.md), not here.
+// strictness about the payload belongs at enqueue time (the validation trigger), not here.
 // Whether the slug exists is the caller's question (404 depends on flags).
 #pragma once
 
