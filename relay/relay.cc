@@ -21,6 +21,7 @@
 #include "relay/remedy.h"
 #include "relay/writer.h"
 #include "storage/migrate.h"
+#include "storage/sqlite_relay_store.h"
 #include "storage/time_text.h"
 #include "storage/clock.h"
 
@@ -107,12 +108,12 @@ struct AppState {
 
 class Relay {
  public:
-  Relay(const RelayConfig& config, Database& db, std::unique_ptr<HttpClient> http, Database writer_db,
-        const RelayControl& control, Metrics& metrics)
+  Relay(const RelayConfig& config, RelayStore& store, std::unique_ptr<HttpClient> http,
+        std::unique_ptr<RelayStore> writer_store, const RelayControl& control, Metrics& metrics)
       : config_(config),
-        outbox_(db),
+        outbox_(store),
         http_(std::move(http)),
-        writer_(std::make_unique<Writer>(std::move(writer_db), [http = http_.get()] { http->wakeup(); })),
+        writer_(std::make_unique<Writer>(std::move(writer_store), [http = http_.get()] { http->wakeup(); })),
         control_(control),
         metrics_(metrics),
         rng_(std::random_device{}()) {}
@@ -175,7 +176,7 @@ class Relay {
   RelayConfig config_;  // replaced by a reload
   // On this thread's connection: reads (pauses at start, counts) and the first and last
   // heartbeat; rounds write on the writer's connection.
-  Outbox outbox_;
+  RelayStore& outbox_;  // the loop's connection: pauses, heartbeat, counts
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<Writer> writer_;  // after http_: it wakes http_ until it stops
   const RelayControl& control_;
@@ -1026,13 +1027,9 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
   OpenOptions options;
   options.synchronous = config.synchronous;
   options.busy_timeout_ms = static_cast<int>(config.busy_timeout_ms);
-  auto db = Database::open(config.db_path, options);
-  if (!db) {
-    log::error({}, "{}", with_remedy(db.error(), config.db_path).message);
-    return 1;
-  }
-  if (auto s = check_schema(*db); !s) {
-    log::error({}, "{}", with_remedy(s.error(), config.db_path).message);
+  auto store = SqliteRelayStore::open(config.db_path, options);
+  if (!store) {
+    log::error({}, "{}", with_remedy(store.error(), config.db_path).message);
     return 1;
   }
   HttpOptions http_options;
@@ -1046,9 +1043,9 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
     return 1;
   }
   // The writer thread's own connection: the loop's stays free for pauses and the heartbeat.
-  auto writer_db = Database::open(config.db_path, options);
-  if (!writer_db) {
-    log::error({}, "{}", writer_db.error().message);
+  auto writer_store = SqliteRelayStore::open(config.db_path, options);
+  if (!writer_store) {
+    log::error({}, "{}", writer_store.error().message);
     return 1;
   }
   Metrics metrics;
@@ -1070,7 +1067,7 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
     log::info({}, "admin listener on http://{}:{}/ (metrics, livez, readyz, status)",
               address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host, admin->port());
   }
-  Relay relay(config, *db, std::move(*http), std::move(*writer_db), control, metrics);
+  Relay relay(config, **store, std::move(*http), std::move(*writer_store), control, metrics);
   return relay.run();
 }
 

@@ -6,8 +6,8 @@
 
 namespace metrix {
 
-Writer::Writer(Database db, std::function<void()> wake)
-    : db_(std::move(db)), outbox_(db_), wake_(std::move(wake)), thread_([this] { loop(); }) {}
+Writer::Writer(std::unique_ptr<RelayStore> store, std::function<void()> wake)
+    : store_(std::move(store)), wake_(std::move(wake)), thread_([this] { loop(); }) {}
 
 Writer::~Writer() {
   {
@@ -58,74 +58,12 @@ void Writer::loop() {
 }
 
 WriteDone Writer::run_round(WriteJob& job) {
+  auto round = store_->write_round(job);
   WriteDone done;
-  auto failed = [&](Error error) {
-    // The transaction rolls back as the round's scope ends: nothing of the round is written
-    // and no row is ours.
-    done.status = std::move(error);
-    done.outcomes = std::move(job.outcomes);
-    done.unwritten_pauses = std::move(job.pauses);
-    done.claims.clear();
-    done.active_apps.clear();
-    done.recorded = {};
-    return std::move(done);
-  };
-  std::chrono::steady_clock::time_point locked;
-  {
-    // One short write transaction for everything: the fewer times the relay takes the
-    // write lock, the less a producer committing beside it waits.
-    auto tx = Transaction::begin(db_.handle());
-    if (!tx) return failed(tx.error());
-    locked = std::chrono::steady_clock::now();  // the lock is held from here, not the wait for it
-    // Read with the write lock held, so no commit of another connection falls between this
-    // round and the next unseen.
-    auto version = db_.data_version();
-    if (!version) return failed(version.error());
-    const bool changed = data_version_ && *data_version_ != *version;
-    done.others_wrote = changed;
-    data_version_ = *version;
-    if (!job.outcomes.empty()) {
-      auto report = outbox_.record(job.outcomes);
-      if (!report) return failed(report.error());
-      done.recorded = *report;
-    }
-    if (job.heartbeat) {
-      if (auto s = outbox_.beat(*job.heartbeat); !s) return failed(s.error());
-    }
-    for (const auto& [app, pause] : job.pauses) {
-      if (auto s = pause ? outbox_.save_pause(*pause) : outbox_.clear_pause(app); !s) return failed(s.error());
-    }
-    for (const auto& [app, reason] : job.notes) {
-      if (auto s = outbox_.note_unroutable(app, reason); !s) return failed(s.error());
-    }
-    auto active = outbox_.active_apps();
-    if (!active) return failed(active.error());
-    done.active_apps = std::move(*active);
-    int limit = job.claim_limit;
-    bool suspect_taken = !job.claim_suspect;
-    for (const auto& app : done.active_apps) {
-      auto gate = job.gates.find(app);
-      if (limit <= 0) break;
-      if (gate == job.gates.end() || gate->second <= 0) continue;
-      const int asked = std::min(limit, gate->second);
-      int skipped = 0;
-      auto claims = outbox_.claim(app, job.now, job.lease_ms, asked, suspect_taken ? 0 : 1, &skipped);
-      if (!claims) return failed(claims.error());
-      for (const Claim& c : *claims) suspect_taken = suspect_taken || c.lease_expiries > 0;
-      // Rows left due because they are suspects do not make the next claim worth making
-      // sooner: it would find them again.
-      if (static_cast<int>(claims->size()) < asked && skipped == 0) {
-        auto due = outbox_.next_due_at(app);
-        if (!due) return failed(due.error());
-        if (*due && (!done.next_due_at || **due < *done.next_due_at)) done.next_due_at = *due;
-      }
-      limit -= static_cast<int>(claims->size());
-      std::move(claims->begin(), claims->end(), std::back_inserter(done.claims));
-    }
-    if (auto s = tx->commit(); !s) return failed(s.error());
-  }
+  if (round) static_cast<RoundResult&>(done) = std::move(*round);
+  else done.status = round.error();
   done.outcomes = std::move(job.outcomes);
-  done.lock_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - locked).count();
+  if (!done.status) done.unwritten_pauses = std::move(job.pauses);
   return done;
 }
 

@@ -1,9 +1,10 @@
-// Outbox: the relay's side of metrix_outbox: claim due rows, record outcomes, hand back
-// claims, keep app pauses. Together with producer.h, the only code that writes the outbox.
+// Outbox: the relay's statements on an SQLite outbox: claim due rows, record outcomes, keep
+// app pauses and heartbeats. storage/sqlite_relay_store.h runs them as the rounds of
+// storage/relay_store.h, whose contract (leases, fencing, order, suspects) they implement.
 //
-// Every method is one short BEGIN IMMEDIATE transaction (the write lock is held for
-// milliseconds, so a producer committing at the same time waits at most that long).
-// One Outbox per connection, used from one thread.
+// Every method is one short BEGIN IMMEDIATE transaction, or joins the caller's (the write
+// lock is held for milliseconds, so a producer committing at the same time waits at most
+// that long). One Outbox per connection, used from one thread.
 //
 // Durability: an outcome is durable once record() returns; a crash before that leaves the
 // row in 'sending' with its lease, and the row is claimed again when the lease expires
@@ -16,84 +17,10 @@
 #include <vector>
 
 #include "storage/database.h"
+#include "storage/relay_store.h"
 #include "storage/result.h"
 
 namespace metrix {
-
-// A row leased to this relay. `lease_token` fences the outcome: record() and release()
-// only touch the row while it still carries this token.
-struct Claim {
-  std::int64_t id = 0;
-  std::optional<std::string> app_id;  // as stored; NULL means the default app
-  std::string payload;
-  std::int64_t created_at = 0;
-  std::int64_t event_time = 0;        // fixed at the first claim, sent on every attempt
-  bool payload_has_event_time = false;
-  std::int64_t attempts = 0;          // HTTP attempts before this one
-  std::int64_t lease_token = 0;
-  bool lease_expired = false;         // claimed before by a relay that never recorded an outcome
-  // Leases of this row in a row that expired with no answer recorded (its relay died or hung
-  // while sending it), the one this claim found included: the poison-row count.
-  std::int64_t lease_expiries = 0;
-};
-
-enum class RowStatus { pending, sent, failed, dead, held };
-
-// A suspect is a row whose last lease ended with no answer recorded (lease_expiries > 0, or
-// 'sending' with an expired lease): the relay that held it died or hung, maybe because of it,
-// maybe because of another row it held. The relay holds one suspect at a time: when a row
-// stops it again and again, the rows that only happened to be claimed with it become suspects
-// once, are each sent in turn, and an answer clears them, while the culprit's count climbs to
-// the relay's poison limit.
-const char* row_status_name(RowStatus status);
-
-// What happened to one claimed row.
-struct Outcome {
-  std::int64_t id = 0;
-  std::int64_t lease_token = 0;
-  RowStatus status = RowStatus::pending;
-  bool attempted = true;               // an HTTP attempt was made (false: stale, in doubt, handed back)
-  std::int64_t next_attempt_at = 0;    // for pending
-  std::optional<std::int64_t> http_status;
-  std::string error;                   // last_error: error name, transport error or reason
-  std::string response;                // bounded snippet of the answer
-  std::int64_t started_at = 0;
-  std::int64_t finished_at = 0;
-  std::uint32_t tag = 0;               // the caller's own (the relay: the row's app); not stored
-};
-
-struct AppPause {
-  std::string app_id;
-  std::string reason;
-  std::int64_t since = 0;
-  std::int64_t next_probe_at = 0;
-  std::int64_t interval_ms = 0;
-};
-
-// A relay's sign of life in metrix_relay_heartbeat, for status and health checks.
-struct Heartbeat {
-  std::string relay_id;
-  std::string host;
-  std::int64_t pid = 0;
-  std::int64_t started_at = 0;
-  std::int64_t beat_at = 0;
-  std::int64_t interval_ms = 0;
-  std::int64_t sent = 0;
-  std::optional<std::int64_t> last_sent_at;
-  std::string windows;  // each app's window of requests in flight, e.g. "app1 64/64"
-};
-
-// What record() wrote, counted by the rows' new status.
-struct RecordReport {
-  int recorded = 0;
-  int fenced = 0;  // outcomes dropped because another relay claimed the row since
-  std::vector<std::int64_t> fenced_ids;  // their rows
-  int sent = 0;
-  int failed = 0;
-  int dead = 0;
-  int held = 0;
-  int retried = 0;  // pending again after an attempt (a row handed back without one is not counted)
-};
 
 class Outbox {
  public:
