@@ -1,5 +1,6 @@
 // Fuzz target: the answer classifier (relay/classify.h): classify(), metrix_error_name(),
-// parse_retry_after_ms(), and the retry delay the relay builds from them and backoff_ms().
+// parse_retry_after_ms(), and the row's outcome the retry policy (relay/policy.h) builds from
+// them with backoff_ms().
 //
 // The input reads like an HTTP answer as the transport hands it over:
 //
@@ -12,8 +13,8 @@
 // 'failed' answer is a 4xx other than 403, 408 and 429; only 429 and 503 slow the app down;
 // only a transport error is in doubt, exactly when the request may have been sent; every
 // verdict but 'sent' names an error; the error name found is one of the table's and is in
-// the body; Retry-After is never negative, and the delay the relay waits is within
-// [0, backoff-max].
+// the body; Retry-After is never negative; the outcome follows the verdict, and the delay the
+// relay waits is within [0, backoff-max].
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -25,6 +26,8 @@
 
 #include "fuzz/support.h"
 #include "relay/classify.h"
+#include "relay/config.h"
+#include "relay/policy.h"
 
 namespace {
 
@@ -138,23 +141,73 @@ void check_classification(const metrix::Answer& a, const metrix::Classification&
   }
 }
 
-// The relay's retry delay (relay/relay.cc): the backoff, or Retry-After if longer, capped
-// at backoff-max. Checked for the default settings and the extremes parse_duration_ms allows.
-void check_delay(std::optional<std::int64_t> retry_after_ms, std::uint64_t seed) {
+// The row's outcome (relay/policy.h's answered()) for every attempt number up to past
+// --max-attempts, under both --in-doubt policies, for the default settings and the extremes
+// parse_duration_ms allows: sent, failed and pending after a 403 exactly as the verdict says;
+// a retry held exactly when in doubt under hold, else dead exactly from the --max-attempts'th
+// attempt, else pending after a delay within [0, backoff-max]: the backoff, or Retry-After
+// if longer.
+void check_outcome(const metrix::Answer& a, const metrix::Classification& c, std::uint64_t seed) {
+  using metrix::RowStatus;
+  using metrix::Verdict;
   double unit_random = static_cast<double>(seed >> 11) * 0x1.0p-53;  // [0, 1)
   constexpr std::int64_t kLongest = std::numeric_limits<std::int64_t>::max() / 4;
   struct Settings {
     std::int64_t base_ms, max_ms;
-    std::int64_t max_attempts;
+    int max_attempts;
   };
   for (Settings st : {Settings{1000, 300'000, 20}, Settings{1, 1, 1}, Settings{1, kLongest, 100},
                       Settings{kLongest, kLongest, 3}}) {
-    for (std::int64_t attempt = 1; attempt <= st.max_attempts; attempt += 1 + static_cast<std::int64_t>(seed % 7)) {
-      std::int64_t delay = metrix::backoff_ms(attempt, st.base_ms, st.max_ms, unit_random);
-      METRIX_FUZZ_REQUIRE(delay >= 0 && delay <= st.max_ms, "backoff_ms({}, {}, {}, {}) = {}", attempt, st.base_ms,
-                          st.max_ms, unit_random, delay);
-      if (retry_after_ms) delay = std::max(delay, std::min(*retry_after_ms, st.max_ms));
-      METRIX_FUZZ_REQUIRE(delay >= 0 && delay <= st.max_ms, "retry delay {} outside [0, {}]", delay, st.max_ms);
+    for (metrix::InDoubtPolicy in_doubt : {metrix::InDoubtPolicy::resend, metrix::InDoubtPolicy::hold}) {
+      metrix::RelayConfig config;
+      config.backoff_base_ms = st.base_ms;
+      config.backoff_max_ms = st.max_ms;
+      config.max_attempts = st.max_attempts;
+      config.in_doubt = in_doubt;
+      for (std::int64_t attempt = 1; attempt <= st.max_attempts + 1; attempt += 1 + static_cast<std::int64_t>(seed % 7)) {
+        std::int64_t delay = metrix::backoff_ms(attempt, st.base_ms, st.max_ms, unit_random);
+        METRIX_FUZZ_REQUIRE(delay >= 0 && delay <= st.max_ms, "backoff_ms({}, {}, {}, {}) = {}", attempt, st.base_ms,
+                            st.max_ms, unit_random, delay);
+        metrix::Claim claim;
+        claim.attempts = attempt - 1;
+        const metrix::Outcome o = metrix::answered(metrix::AttemptAnswer{.claim = claim,
+                                                                         .answer = a,
+                                                                         .verdict = c,
+                                                                         .started_at = kNow - 1,
+                                                                         .finished_at = kNow,
+                                                                         .next_probe_at = kNow + 60'000,
+                                                                         .unit_random = unit_random,
+                                                                         .tag = 0},
+                                                   config);
+        METRIX_FUZZ_REQUIRE(o.attempted && o.finished_at == kNow, "an answer is not recorded as an attempt");
+        const std::string_view status = metrix::row_status_name(o.status);
+        switch (c.verdict) {
+          case Verdict::sent:
+            METRIX_FUZZ_REQUIRE(o.status == RowStatus::sent, "a sent verdict makes the row {}", status);
+            break;
+          case Verdict::failed:
+            METRIX_FUZZ_REQUIRE(o.status == RowStatus::failed, "a failed verdict makes the row {}", status);
+            break;
+          case Verdict::pause:
+            METRIX_FUZZ_REQUIRE(o.status == RowStatus::pending && o.next_attempt_at == kNow + 60'000,
+                                "a 403 makes the row {} due at {}", status, o.next_attempt_at);
+            break;
+          case Verdict::retry:
+            if (c.in_doubt && in_doubt == metrix::InDoubtPolicy::hold) {
+              METRIX_FUZZ_REQUIRE(o.status == RowStatus::held, "in doubt under hold: the row is {}", status);
+            } else if (attempt >= st.max_attempts) {
+              METRIX_FUZZ_REQUIRE(o.status == RowStatus::dead, "attempt {} of {}: the row is {}", attempt,
+                                  st.max_attempts, status);
+            } else {
+              if (a.retry_after_ms) delay = std::max(delay, std::min(*a.retry_after_ms, st.max_ms));
+              METRIX_FUZZ_REQUIRE(o.status == RowStatus::pending && o.next_attempt_at == kNow + delay,
+                                  "attempt {}: the row is {} due in {}, not in {}", attempt, status,
+                                  o.next_attempt_at - kNow, delay);
+              METRIX_FUZZ_REQUIRE(delay >= 0 && delay <= st.max_ms, "retry delay {} outside [0, {}]", delay, st.max_ms);
+            }
+            break;
+        }
+      }
     }
   }
 }
@@ -170,6 +223,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
   }
   metrix::Classification c = metrix::classify(parsed.answer);
   check_classification(parsed.answer, c);
-  check_delay(parsed.answer.retry_after_ms, metrix::fuzz::fingerprint(input));
+  check_outcome(parsed.answer, c, metrix::fuzz::fingerprint(input));
   return 0;
 }

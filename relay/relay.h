@@ -1,7 +1,9 @@
 // The relay: claim due rows -> build each request -> send (libcurl multi) -> classify the
 // answer -> record the outcome. One loop thread with one HttpClient; the outcomes commit and
 // the claims are made in write rounds on a second thread with its own connection (writer.h),
-// so requests keep flowing while a round holds the write lock.
+// so requests keep flowing while a round holds the write lock. The loop itself is
+// relay/loop.h; what becomes of a row after an answer (or without one) is relay/policy.h;
+// when a round starts and what it claims is relay/pacer.h.
 //
 // Guarantees (README.md, "Delivery guarantees"):
 // - at least once: a row leaves 'pending'/'sending' only through a recorded outcome; a crash
@@ -28,7 +30,7 @@
 
 #include "relay/classify.h"
 #include "relay/config.h"
-#include "storage/outbox.h"
+#include "storage/relay_store.h"
 
 namespace metrix {
 
