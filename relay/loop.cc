@@ -9,7 +9,7 @@
 
 #include <unistd.h>
 
-#include "relay/describe_ms.h"
+#include "storage/time_text.h"
 #include "relay/log.h"
 
 namespace metrix {
@@ -43,7 +43,7 @@ int Relay::run() {
     for (auto& p : *pauses) {
       log::warning({.app_id = p.app_id, .error = p.reason},
                    "app {} is paused since an earlier run ({}); probing with one row every {}", p.app_id, p.reason,
-                   describe_ms(p.interval_ms));
+                   describe_duration(p.interval_ms));
       stored_pauses_[p.app_id] = p;
     }
   } else {
@@ -83,7 +83,7 @@ int Relay::run() {
       notifier_.stopping();
       stop_deadline = now + config_.shutdown_timeout_ms;
       log::info({}, "stopping: no new claims; waiting up to {} for {} requests in flight",
-                describe_ms(config_.shutdown_timeout_ms), http_->in_flight());
+                describe_duration(config_.shutdown_timeout_ms), http_->in_flight());
       hand_back_ready(now);
     }
     if (stop_deadline) {

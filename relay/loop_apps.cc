@@ -2,10 +2,9 @@
 // what GET /readyz says about them, and a reload that gives them new settings and keys.
 #include <algorithm>
 
-#include "relay/describe_ms.h"
+#include "storage/time_text.h"
 #include "relay/log.h"
 #include "relay/loop.h"
-#include "storage/time_text.h"
 
 namespace metrix {
 
@@ -30,13 +29,13 @@ void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe
     app.pause = AppPause{app.id, reason, now, now + config_.pause_interval_ms, config_.pause_interval_ms};
     log::warning({.app_id = app.id, .http_status = 403, .error = reason},
                  "app {} paused: Metrix answered 403 {}; its rows stay pending; probing with one row every {}", app.id,
-                 reason, describe_ms(app.pause->interval_ms));
+                 reason, describe_duration(app.pause->interval_ms));
   } else if (after_probe) {
     app.pause->interval_ms = std::min(app.pause->interval_ms * 2, config_.pause_max_ms);
     app.pause->next_probe_at = now + app.pause->interval_ms;
     app.pause->reason = reason;
     log::debug({.app_id = app.id, .http_status = 403, .error = reason}, "app {} still refused ({}); next probe in {}",
-               app.id, reason, describe_ms(app.pause->interval_ms));
+               app.id, reason, describe_duration(app.pause->interval_ms));
   } else {
     return;  // answers of requests sent before the pause: it is already recorded
   }
@@ -48,7 +47,7 @@ void Relay::pause_app(AppState& app, const std::string& reason, bool after_probe
 
 void Relay::resume_app(AppState& app, std::int64_t now) {
   log::info({.app_id = app.id}, "app {} resumed: Metrix accepted an event after a pause of {} ({})", app.id,
-            describe_ms(std::max<std::int64_t>(0, (now - app.pause->since) / 1000 * 1000)), app.pause->reason);
+            describe_duration(std::max<std::int64_t>(0, (now - app.pause->since) / 1000 * 1000)), app.pause->reason);
   app.pause.reset();
   stored_pauses_.erase(app.id);
   pause_writes_.emplace_back(app.id, std::nullopt);

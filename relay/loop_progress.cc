@@ -2,7 +2,7 @@
 // and the figures the next write round puts in its heartbeat.
 #include <algorithm>
 
-#include "relay/describe_ms.h"
+#include "storage/time_text.h"
 #include "relay/log.h"
 #include "relay/loop.h"
 
@@ -16,10 +16,10 @@ std::string Relay::describe_windows(std::int64_t now) const {
     if (!text.empty()) text += ", ";
     if (app->window.circuit_open()) {
       text += fmt::format("{} circuit open, next probe in {}", id,
-                          describe_ms(std::max<std::int64_t>(0, app->window.next_probe_us() - now_us) / 1000));
+                          describe_duration(std::max<std::int64_t>(0, app->window.next_probe_us() - now_us) / 1000));
     } else {
       text += fmt::format("{} {}/{}", id, app->window.window(), app->window.max());
-      if (now < app->held_until) text += fmt::format(" held {} by Retry-After", describe_ms(app->held_until - now));
+      if (now < app->held_until) text += fmt::format(" held {} by Retry-After", describe_duration(app->held_until - now));
     }
   }
   return text;

@@ -4,11 +4,10 @@
 #include <algorithm>
 #include <deque>
 
-#include "relay/describe_ms.h"
+#include "storage/time_text.h"
 #include "relay/log.h"
 #include "relay/loop.h"
 #include "relay/policy.h"
-#include "storage/time_text.h"
 
 namespace metrix {
 
@@ -177,7 +176,7 @@ void Relay::on_answer(const HttpResult& result) {
     log::debug({.app_id = app.id, .row_id = o.id, .http_status = result.answer.http_status,
                 .attempt = flight.claim.attempts + 1, .outcome = outcome, .error = o.error},
                "row {}: {}: {}{}", o.id, outcome, o.error,
-               o.status == RowStatus::pending ? "; retry in " + describe_ms(o.next_attempt_at - now) : "");
+               o.status == RowStatus::pending ? "; retry in " + describe_duration(o.next_attempt_at - now) : "");
   }
   outcomes_.push_back(std::move(o));
 }
@@ -197,7 +196,7 @@ void Relay::adapt_window(AppState& app, const Classification& verdict, const Htt
   if (!was_open && app.window.circuit_open()) {
     log::warning({.app_id = app.id, .error = verdict.error},
                  "app {}: every request fails ({}); circuit open: one probe at a time, the first in {}", app.id,
-                 verdict.error, describe_ms((app.window.next_probe_us() - now_us) / 1000));
+                 verdict.error, describe_duration((app.window.next_probe_us() - now_us) / 1000));
     hand_back_app(app, now, now);
   } else if (was_open && !app.window.circuit_open()) {
     log::info({.app_id = app.id}, "app {}: Metrix answers again; circuit closed, the window grows back from 1", app.id);

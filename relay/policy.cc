@@ -6,7 +6,7 @@
 #include <string_view>
 #include <utility>
 
-#include "relay/describe_ms.h"
+#include "storage/time_text.h"
 
 namespace metrix {
 namespace {
@@ -82,7 +82,7 @@ std::optional<Outcome> settled_before_sending(const Claim& claim, bool routable,
                                               const RelayConfig& config, std::uint32_t tag) {
   if (now - claim.created_at > config.max_age_ms) {
     return without_attempt(claim, RowStatus::dead, now, now,
-                           fmt::format("stale: older than --max-age {}", describe_ms(config.max_age_ms)), tag);
+                           fmt::format("stale: older than --max-age {}", describe_duration(config.max_age_ms)), tag);
   }
   if (claim.lease_expiries >= config.poison_after) {
     // Every relay that claimed it since its last answer died or hung while sending it (or

@@ -204,7 +204,7 @@ TEST_CASE("a row older than --max-age is dead as stale, without a request") {
   c.created_at = kNow - 24 * 3'600'000 - 1;
   auto o = settled_before_sending(c, true, kNow, settings(), 3);
   REQUIRE(o.has_value());
-  CHECK(show(*o) == show(no_attempt(RowStatus::dead, kNow, "stale: older than --max-age 24h")));
+  CHECK(show(*o) == show(no_attempt(RowStatus::dead, kNow, "stale: older than --max-age 1d00h")));
   c.created_at = kNow - 24 * 3'600'000;  // exactly --max-age old: still sent
   CHECK_FALSE(settled_before_sending(c, true, kNow, settings(), 3).has_value());
 }
@@ -227,7 +227,7 @@ TEST_CASE("a stale row is dead as stale even when it is also poison") {
   c.lease_expiries = 5;
   auto o = settled_before_sending(c, true, kNow, settings(), 3);
   REQUIRE(o.has_value());
-  CHECK(o->error == "stale: older than --max-age 24h");
+  CHECK(o->error == "stale: older than --max-age 1d00h");
   CHECK_FALSE(is_poison(*o));
 }
 

@@ -194,7 +194,7 @@ TEST_CASE("a row older than --max-age is not sent but dead, stale") {
   auto r = run_relay_until_idle(dir, fake, {"--max-age", "1d"});
   CHECK_MESSAGE(r.exit_code == 0, r.err);
   CHECK(text(dir.db(), "SELECT status || ' ' || attempts || ' ' || last_error FROM metrix_outbox WHERE id = 3") ==
-        "dead 0 stale: older than --max-age 24h");
+        "dead 0 stale: older than --max-age 1d00h");
   CHECK(fake.records().size() == 2);
 }
 
