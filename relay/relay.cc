@@ -555,6 +555,7 @@ void Relay::count_committed(const std::vector<Outcome>& outcomes, const std::vec
       case RowStatus::pending:
         if (o.attempted) add(EventOutcome::retried);
         break;
+      case RowStatus::sending: break;  // no outcome
     }
   }
 }

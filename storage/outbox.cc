@@ -4,17 +4,6 @@
 
 namespace metrix {
 
-const char* row_status_name(RowStatus status) {
-  switch (status) {
-    case RowStatus::pending: return "pending";
-    case RowStatus::sent: return "sent";
-    case RowStatus::failed: return "failed";
-    case RowStatus::dead: return "dead";
-    case RowStatus::held: return "held";
-  }
-  return "?";
-}
-
 namespace {
 
 // Prepares `stmt` on first use and keeps it.
@@ -170,6 +159,7 @@ Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
       case RowStatus::dead: ++report.dead; break;
       case RowStatus::held: ++report.held; break;
       case RowStatus::pending: report.retried += o.attempted ? 1 : 0; break;
+      case RowStatus::sending: break;  // no outcome: what a claim writes, not what record() is for
     }
     if (!o.attempted) continue;
     // Numbered after the row's last attempt, not from `attempts`, which an operator may reset.

@@ -17,6 +17,7 @@
 
 #include "storage/database.h"
 #include "storage/result.h"
+#include "storage/row_status.h"
 
 namespace metrix {
 
@@ -37,15 +38,12 @@ struct Claim {
   std::int64_t lease_expiries = 0;
 };
 
-enum class RowStatus { pending, sent, failed, dead, held };
-
 // A suspect is a row whose last lease ended with no answer recorded (lease_expiries > 0, or
 // 'sending' with an expired lease): the relay that held it died or hung, maybe because of it,
 // maybe because of another row it held. The relay holds one suspect at a time: when a row
 // stops it again and again, the rows that only happened to be claimed with it become suspects
 // once, are each sent in turn, and an answer clears them, while the culprit's count climbs to
 // the relay's poison limit.
-const char* row_status_name(RowStatus status);
 
 // What happened to one claimed row.
 struct Outcome {

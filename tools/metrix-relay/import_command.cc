@@ -10,7 +10,7 @@
 #include <cstring>
 #include <memory>
 
-#include "storage/audit.h"
+#include "storage/status.h"
 #include "storage/import.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
-#include "storage/audit.h"
+#include "storage/rows.h"
+#include "storage/status.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
 
@@ -15,7 +16,7 @@ std::string time_or_dash(const std::optional<std::int64_t>& ms) {
 
 void print_history(const RowHistory& h, std::int64_t now) {
   const OutboxRow& r = h.row;
-  fmt::print("row {}: {}\n", r.id, r.status);
+  fmt::print("row {}: {}\n", r.id, row_status_name(r.status));
   Table fields({"FIELD", "VALUE"});
   fields.add({"app_id", r.app_id.value_or(std::string(kDefaultAppLabel) + " (NULL: the relay's --app-id)")});
   fields.add({"event_slug", or_dash(r.event_slug)});
@@ -27,9 +28,9 @@ void print_history(const RowHistory& h, std::int64_t now) {
     fields.add({"lease_expiries", fmt::format("{} (claims in a row whose relay stopped before an answer)",
                                               r.lease_expiries)});
   }
-  if (r.status == "pending" || r.status == "sending") {
+  if (r.status == RowStatus::pending || r.status == RowStatus::sending) {
     fields.add({"next_attempt_at", fmt::format("{} ({}){}", iso_time(r.next_attempt_at), r.next_attempt_at,
-                                               r.status == "sending" ? ", when the lease expires" : "")});
+                                               r.status == RowStatus::sending ? ", when the lease expires" : "")});
   }
   fields.add({"event_time", time_or_dash(r.event_time)});
   fields.add({"last_http_status", r.last_http_status ? std::to_string(*r.last_http_status) : "-"});

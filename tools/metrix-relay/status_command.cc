@@ -2,7 +2,9 @@
 
 #include "relay/config.h"
 #include "relay/status_json.h"
-#include "storage/audit.h"
+#include "storage/heartbeat.h"
+#include "storage/row_filter.h"
+#include "storage/status.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
 
@@ -19,13 +21,13 @@ std::string app_name(const std::optional<std::string>& app) { return app.value_o
 void print_snapshot(const std::string& path, const StatusSnapshot& s, const Health& health) {
   fmt::print("outbox {} at {}\n\n", path, short_time(s.now));
   std::vector<std::string> header = {"APP"};
-  for (const auto& st : all_statuses()) header.push_back(st);
+  for (RowStatus st : all_statuses()) header.push_back(row_status_name(st));
   header.push_back("total");
   Table counts(header);
   auto add = [&](const std::string& name, const StatusCounts& c) {
     std::vector<std::string> row = {name};
     std::int64_t total = 0;
-    for (const auto& st : all_statuses()) {
+    for (RowStatus st : all_statuses()) {
       row.push_back(std::to_string(c.at(st)));
       total += c.at(st);
     }
@@ -79,7 +81,7 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const Heal
   } else {
     fmt::print("errors of undelivered rows (most frequent first):\n");
     Table t({"ROWS", "STATUS", "LAST ERROR"});
-    for (const auto& e : s.errors) t.add({std::to_string(e.count), e.status, cell(e.error, 100)});
+    for (const auto& e : s.errors) t.add({std::to_string(e.count), row_status_name(e.status), cell(e.error, 100)});
     t.print(stdout, "  ");
   }
   fmt::print("\nhealth: {}: {}\n", health.ok ? "OK" : "UNHEALTHY", health.reason);
