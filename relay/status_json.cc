@@ -1,5 +1,6 @@
 #include "relay/status_json.h"
 
+#include "relay/health_reason.h"
 #include "storage/heartbeat.h"
 
 namespace metrix {
@@ -74,8 +75,8 @@ nlohmann::ordered_json status_json(const StatusSnapshot& s, const Health& health
                            {"alive", alive}});
   }
   j["relay_running"] = running;
-  j["health"] = {{"ok", health.ok},
-                 {"reason", health.reason},
+  j["health"] = {{"ok", health.ok()},
+                 {"reason", health_reason(s, t, health)},
                  {"max_backlog_age_ms", t.max_backlog_age_ms},
                  {"max_idle_ms", t.max_idle_ms}};
   return j;

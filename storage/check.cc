@@ -30,8 +30,8 @@ Result<std::int64_t> count(Database& db, std::string_view sql, std::int64_t now)
 // The checks proper, on an open connection.
 Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, std::int64_t now) {
   CheckReport report;
-  auto add = [&](Level level, std::string check, std::string message) {
-    report.findings.push_back({level, std::move(check), std::move(message)});
+  auto add = [&](Level level, std::string check, std::string message, std::string repair = {}) {
+    report.findings.push_back({level, std::move(check), std::move(message), std::move(repair)});
   };
 
   auto integrity = db.prepare(quick ? "PRAGMA quick_check" : "PRAGMA integrity_check");
@@ -77,9 +77,9 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
   } else {
     add(Level::warning, "leases",
         fmt::format("{} rows in 'sending' with an expired lease: a relay stopped before recording their answer; "
-                    "a running relay claims them again (they may have reached Metrix); --repair makes them "
-                    "pending now",
-                    *expired));
+                    "a running relay claims them again (they may have reached Metrix)",
+                    *expired),
+        "makes them pending now");
   }
 
   auto stale = count(db,
@@ -88,7 +88,7 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
   report.stale_heartbeats = *stale;
   if (*stale) {
     add(Level::warning, "heartbeats",
-        fmt::format("{} relays stopped without a clean exit (crash or kill); --repair removes their heartbeats", *stale));
+        fmt::format("{} relays stopped without a clean exit (crash or kill)", *stale), "removes their heartbeats");
   } else {
     add(Level::ok, "heartbeats", "no stale relay heartbeat");
   }
@@ -98,9 +98,9 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
   constexpr std::int64_t kLargeWal = 64LL * 1024 * 1024;
   if (report.wal_bytes > kLargeWal) {
     add(Level::warning, "wal",
-        fmt::format("the WAL is {} MiB: a long-running reader keeps it from being checkpointed; --repair "
-                    "checkpoints and truncates it",
-                    report.wal_bytes / (1024 * 1024)));
+        fmt::format("the WAL is {} MiB: a long-running reader keeps it from being checkpointed",
+                    report.wal_bytes / (1024 * 1024)),
+        "checkpoints and truncates it");
   } else {
     add(Level::ok, "wal", fmt::format("WAL size {} KiB", report.wal_bytes / 1024));
   }
@@ -132,7 +132,7 @@ Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now) {
         // A lease that expired with no answer, like one a relay finds when it claims the row:
         // it counts towards the row's poison limit.
         "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?1, lease_expiries = lease_expiries + 1, "
-        " last_error = 'lease expired: released by metrix-relay check --repair (may have reached Metrix)' "
+        " last_error = 'lease expired: released by a repair (may have reached Metrix)' "
         "WHERE status = 'sending' AND next_attempt_at < ?1");
     if (!release) return release.error();
     release->bind(1, now);

@@ -1,5 +1,5 @@
 // check: an fsck for the outbox. Read-only unless asked to repair; every finding says what
-// it means and what to do.
+// it means and what to do, and, where repair_outbox() can mend it, what that would do.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@ struct CheckFinding {
   Level level = Level::ok;
   std::string check;    // e.g. "integrity", "schema", "leases", "wal", "heartbeats"
   std::string message;
+  std::string repair;   // what repair_outbox() does about it, e.g. "removes their heartbeats"; "" if nothing
 };
 
 struct CheckReport {
@@ -38,8 +39,10 @@ struct CheckReport {
 Result<CheckReport> check_outbox(const std::string& path, bool quick, std::int64_t now_ms);
 
 // What can be repaired safely, when integrity and schema are fine: rows with expired leases go
-// back to 'pending' (a relay would claim them again anyway; at least once), stale heartbeats
-// are removed, and the WAL is checkpointed and truncated. Refuses a damaged database.
+// back to 'pending' (a relay would claim them again anyway; at least once) with last_error
+// "lease expired: released by a repair (may have reached Metrix)", stale heartbeats are
+// removed, and the WAL is checkpointed and truncated. Leases and heartbeats change in one
+// transaction. A damaged database is not touched: the report comes back with repaired false.
 Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now_ms);
 
 }  // namespace metrix

@@ -35,12 +35,12 @@ Result<RowFilter> requeue_filter(const RowFilter& filter, bool include_sent) {
     if (requeue_may_change(s, include_sent)) continue;
     if (s == RowStatus::sent) {
       return Error{Errc::invalid_argument,
-                   "--status sent: sent rows are requeued only with --include-sent (a deliberate re-send: Metrix "
+                   "status sent: sent rows are requeued only when include_sent is set (a deliberate re-send: Metrix "
                    "receives the event again)"};
     }
     return Error{Errc::invalid_argument,
-                 fmt::format("--status {}: requeue never touches pending or sending rows (they are on their way "
-                             "already); it requeues failed, dead, held (and sent with --include-sent)",
+                 fmt::format("status {}: requeue never touches pending or sending rows (they are on their way "
+                             "already); it requeues failed, dead and held rows, and sent ones when include_sent is set",
                              row_status_name(s))};
   }
   return f;
@@ -91,12 +91,12 @@ std::int64_t PurgeCounts::total_rows() const {
 namespace {
 
 Status check_purge_statuses(const PurgeOptions& options) {
-  if (options.statuses.empty()) return Error{Errc::invalid_argument, "purge: no status to purge"};
+  if (options.statuses.empty()) return Error{Errc::invalid_argument, "statuses: none to purge"};
   for (RowStatus s : options.statuses) {
     if (purge_may_delete(s)) continue;
     return Error{Errc::invalid_argument,
-                 fmt::format("--status {}: purge never deletes an undelivered event on its way to Metrix (pending or "
-                             "sending); requeue or let the relay finish it",
+                 fmt::format("status {}: purge never deletes an undelivered event on its way to Metrix (pending or "
+                             "sending): it would be lost without a trace",
                              row_status_name(s))};
   }
   return {};

@@ -4,7 +4,6 @@
 
 #include "storage/heartbeat.h"
 #include "storage/query.h"
-#include "storage/row_filter.h"
 
 namespace metrix {
 
@@ -180,31 +179,18 @@ Result<StatusSnapshot> read_health(Database& db, std::int64_t now, const HealthT
 }
 
 Health evaluate_health(const StatusSnapshot& snap, const HealthThresholds& t) {
-  std::int64_t unfinished = snap.counts.at(RowStatus::pending) + snap.counts.at(RowStatus::sending);
-  std::string paused;
-  for (const auto& p : snap.pauses) paused += fmt::format("; app {} is paused ({})", p.app_id, p.reason);
   if (snap.oldest_due && snap.now - snap.oldest_due->due_since > t.max_backlog_age_ms) {
-    const auto& o = *snap.oldest_due;
-    return Health{false, fmt::format("backlog: row {} (app {}) has been due for {}, longer than --max-backlog-age {}; "
-                                     "{} rows are due{}",
-                                     o.id, o.app_id.value_or(kDefaultAppLabel), describe_age(snap.now - o.due_since),
-                                     describe_age(t.max_backlog_age_ms), snap.due, paused)};
+    return Health{Health::Problem::backlog};
   }
   // Rows have waited at least max_idle, and nothing was delivered in that time: a relay that
   // is down, or up and getting nowhere (Metrix refusing, every request failing).
+  std::int64_t unfinished = snap.counts.at(RowStatus::pending) + snap.counts.at(RowStatus::sending);
   if (unfinished > 0 && snap.oldest_unfinished_created_at &&
       snap.now - *snap.oldest_unfinished_created_at > t.max_idle_ms &&
       (!snap.last_sent_at || snap.now - *snap.last_sent_at > t.max_idle_ms)) {
-    std::string idle = snap.last_sent_at ? fmt::format("nothing sent for {}", describe_age(snap.now - *snap.last_sent_at))
-                                         : std::string("nothing ever sent");
-    return Health{false, fmt::format("stalled: {} while {} rows wait (pending or sending; the oldest for {}), "
-                                     "longer than --max-idle {}{}",
-                                     idle, unfinished, describe_age(snap.now - *snap.oldest_unfinished_created_at),
-                                     describe_age(t.max_idle_ms), paused)};
+    return Health{Health::Problem::stalled};
   }
-  std::string due = snap.oldest_due ? fmt::format(", oldest due for {}", describe_age(snap.now - snap.oldest_due->due_since))
-                                    : std::string();
-  return Health{true, fmt::format("{} rows due, {} in backoff{}{}", snap.due, snap.in_backoff, due, paused)};
+  return Health{};
 }
 
 std::string describe_age(std::int64_t ms) {

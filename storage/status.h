@@ -66,14 +66,20 @@ struct HealthThresholds {
 // apps and errors are left empty. last_sent_at is exact whenever the verdict depends on it.
 Result<StatusSnapshot> read_health(Database& db, std::int64_t now, const HealthThresholds& thresholds);
 
+// The verdict. The facts behind it are the snapshot's (oldest_due, due, last_sent_at, ...);
+// putting it into words, with the names the caller gives the thresholds, is the caller's.
 struct Health {
-  bool ok = true;
-  std::string reason;  // one line, for a monitoring system
+  enum class Problem {
+    none,
+    backlog,  // the oldest due row has waited longer than max_backlog_age since it became due
+    stalled,  // rows have waited longer than max_idle, and nothing was sent for max_idle
+  };
+  Problem problem = Problem::none;
+  bool ok() const { return problem == Problem::none; }
 };
 
-// Pure. Unhealthy when the oldest due row has waited longer than max_backlog_age, or when
-// rows have waited longer than max_idle and nothing was sent for max_idle. "A relay process
-// is up" is not health: a relay that sends nothing (paused app, Metrix down, no dev key) fails.
+// Pure. "A relay process is up" is not health: a relay that sends nothing (paused app,
+// Metrix down, no dev key) is stalled all the same.
 Health evaluate_health(const StatusSnapshot& snapshot, const HealthThresholds& thresholds);
 
 // An age or a duration for people: "250ms", "42s", "3m12s", "2h05m", "1d04h".

@@ -69,6 +69,14 @@ void add_purge(CLI::App& app, int& exit_code) {
       if (!statuses) return void(exit_code = fail(statuses.error()));
       options.statuses = std::move(*statuses);
     }
+    // The rule is storage's (purge_may_delete); these words name the way out.
+    for (RowStatus s : options.statuses) {
+      if (purge_may_delete(s)) continue;
+      return void(exit_code = fail(Error{Errc::invalid_argument,
+                                         fmt::format("--status {}: purge never deletes an undelivered event on its way "
+                                                     "to Metrix (pending or sending); requeue or let the relay finish it",
+                                                     row_status_name(s))}));
+    }
     options.cutoff = now_ms() - *age;
     auto db = open_outbox(a->db);
     if (!db) return void(exit_code = fail(db.error()));

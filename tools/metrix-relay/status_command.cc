@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "relay/config.h"
+#include "relay/health_reason.h"
 #include "relay/status_json.h"
 #include "storage/heartbeat.h"
 #include "storage/row_filter.h"
@@ -18,7 +19,7 @@ constexpr int kUnhealthy = 1;
 
 std::string app_name(const std::optional<std::string>& app) { return app.value_or(kDefaultAppLabel); }
 
-void print_snapshot(const std::string& path, const StatusSnapshot& s, const Health& health) {
+void print_snapshot(const std::string& path, const StatusSnapshot& s, const std::string& health) {
   fmt::print("outbox {} at {}\n\n", path, short_time(s.now));
   std::vector<std::string> header = {"APP"};
   for (RowStatus st : all_statuses()) header.push_back(row_status_name(st));
@@ -84,7 +85,7 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const Heal
     for (const auto& e : s.errors) t.add({std::to_string(e.count), row_status_name(e.status), cell(e.error, 100)});
     t.print(stdout, "  ");
   }
-  fmt::print("\nhealth: {}: {}\n", health.ok ? "OK" : "UNHEALTHY", health.reason);
+  fmt::print("\nhealth: {}\n", health);
 }
 
 }  // namespace
@@ -134,10 +135,12 @@ void add_status(CLI::App& app, int& exit_code) {
     auto snapshot = a->check ? read_health(*db, now_ms(), t) : read_status(*db, now_ms());
     if (!snapshot) return void(exit_code = fail(snapshot.error()));
     Health health = evaluate_health(*snapshot, t);
+    const std::string verdict =
+        fmt::format("{}: {}", health.ok() ? "OK" : "UNHEALTHY", health_reason(*snapshot, t, health));
     if (a->json) print_json(status_json(*snapshot, health, t));
-    else if (a->check) fmt::print("{}: {}\n", health.ok ? "OK" : "UNHEALTHY", health.reason);
-    else print_snapshot(a->db, *snapshot, health);
-    exit_code = a->check && !health.ok ? kUnhealthy : kOk;
+    else if (a->check) fmt::print("{}\n", verdict);
+    else print_snapshot(a->db, *snapshot, verdict);
+    exit_code = a->check && !health.ok() ? kUnhealthy : kOk;
   });
 }
 
