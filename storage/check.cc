@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include "storage/heartbeat.h"
 #include "storage/migrate.h"
 
 namespace metrix {
@@ -82,13 +83,13 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
         "makes them pending now");
   }
 
-  auto stale = count(db,
-                     "SELECT count(*) FROM metrix_relay_heartbeat WHERE beat_at + 3 * interval_ms < ?1", now);
-  if (!stale) return stale.error();
-  report.stale_heartbeats = *stale;
-  if (*stale) {
+  auto heartbeats = read_heartbeats(db);
+  if (!heartbeats) return heartbeats.error();
+  for (const Heartbeat& h : *heartbeats) report.stale_heartbeats += relay_alive(h, now) ? 0 : 1;
+  if (report.stale_heartbeats) {
     add(Level::warning, "heartbeats",
-        fmt::format("{} relays stopped without a clean exit (crash or kill)", *stale), "removes their heartbeats");
+        fmt::format("{} relays stopped without a clean exit (crash or kill)", report.stale_heartbeats),
+        "removes their heartbeats");
   } else {
     add(Level::ok, "heartbeats", "no stale relay heartbeat");
   }
@@ -138,11 +139,9 @@ Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now) {
     release->bind(1, now);
     if (auto s = release->run(); !s) return s.error();
     report->released_leases = sqlite3_changes(db->handle());
-    auto heartbeats = db->prepare("DELETE FROM metrix_relay_heartbeat WHERE beat_at + 3 * interval_ms < ?1");
-    if (!heartbeats) return heartbeats.error();
-    heartbeats->bind(1, now);
-    if (auto s = heartbeats->run(); !s) return s.error();
-    report->removed_heartbeats = sqlite3_changes(db->handle());
+    auto removed = remove_stale_heartbeats(*db, now);
+    if (!removed) return removed.error();
+    report->removed_heartbeats = *removed;
     if (auto s = tx->commit(); !s) return s.error();
   }
   // Its first column is 1 when a reader kept the checkpoint from finishing.

@@ -6,8 +6,15 @@
 
 namespace metrix {
 
+namespace {
+
+constexpr std::int64_t kMissedBeats = 3;
+constexpr std::int64_t kShortestIntervalMs = 1000;  // three of them: the floor of three seconds
+
+}  // namespace
+
 bool relay_alive(const Heartbeat& h, std::int64_t now) {
-  return now - h.beat_at <= 3 * std::max<std::int64_t>(h.interval_ms, 1000);
+  return now - h.beat_at <= kMissedBeats * std::max(h.interval_ms, kShortestIntervalMs);
 }
 
 Result<std::vector<Heartbeat>> read_heartbeats(Database& db) {
@@ -23,6 +30,21 @@ Result<std::vector<Heartbeat>> read_heartbeats(Database& db) {
   });
   if (!st) return st.error();
   return heartbeats;
+}
+
+Result<std::int64_t> remove_stale_heartbeats(Database& db, std::int64_t now) {
+  auto beats = read_heartbeats(db);
+  if (!beats) return beats.error();
+  auto remove = db.prepare("DELETE FROM metrix_relay_heartbeat WHERE relay_id = ?1 AND beat_at = ?2");
+  if (!remove) return remove.error();
+  std::int64_t removed = 0;
+  for (const Heartbeat& h : *beats) {
+    if (relay_alive(h, now)) continue;
+    remove->bind(1, std::string_view(h.relay_id)).bind(2, h.beat_at);
+    if (auto s = remove->run(); !s) return s.error();
+    removed += sqlite3_changes(db.handle());
+  }
+  return removed;
 }
 
 }  // namespace metrix

@@ -12,7 +12,8 @@ void add_check(CLI::App& app, int& exit_code) {
   cmd->footer(
       "Read-only unless --repair is given. Checks PRAGMA integrity_check (--quick: quick_check), the\n"
       "schema version and migration checksums, rows stuck in 'sending' whose lease expired, relays\n"
-      "that stopped without a clean exit, and the WAL size.\n"
+      "that stopped without a clean exit (a heartbeat older than status allows a running relay:\n"
+      "three of its intervals, at least 3s), and the WAL size.\n"
       "--repair, only on a database whose integrity and schema are fine: expired leases go back to\n"
       "'pending', stale heartbeats are removed, the WAL is checkpointed and truncated.\n"
       "Exit codes: 0 healthy, 1 findings (or the database cannot be read), 2 usage error.\n\n"

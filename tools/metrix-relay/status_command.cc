@@ -95,9 +95,10 @@ void add_status(CLI::App& app, int& exit_code) {
   cmd->footer(
       "The relay writes a heartbeat row (metrix_relay_heartbeat) when it starts and every\n"
       "--progress-interval, and deletes it when it exits cleanly: a relay counts as running while its\n"
-      "heartbeat is younger than three of its intervals. WINDOW is each app's window of requests in\n"
-      "flight as of that heartbeat (now / --concurrency; it shrinks when Metrix pushes back), or\n"
-      "'circuit open' while Metrix fails every request and the relay only probes.\n\n"
+      "heartbeat is younger than three of its intervals, or 3s if that is longer (check judges the\n"
+      "same way). WINDOW is each app's window of requests in flight as of that heartbeat (now /\n"
+      "--concurrency; it shrinks when Metrix pushes back), or 'circuit open' while Metrix fails every\n"
+      "request and the relay only probes.\n\n"
       "Health (--check, for monitoring; also in --json as \"health\"):\n"
       "  UNHEALTHY when the oldest due row has waited longer than --max-backlog-age since it became due\n"
       "  (enqueued, its retry time reached, requeued, or its lease expired), or when rows have waited\n"
