@@ -1,13 +1,15 @@
-// metrix-relay check: the outbox fsck, through the built binary, on healthy, interrupted
-// and damaged databases.
+// metrix-relay check: the outbox fsck, through the built binary (and storage's check.h), on
+// healthy, interrupted and damaged databases.
 #include <doctest/doctest.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <thread>
 
+#include "storage/check.h"
 #include "tests/operator_fixture.h"
 #include "tests/support/fake_metrix.h"
 
@@ -131,6 +133,36 @@ TEST_CASE("a relay that beats every 200ms and stalls for a second is alive for s
   relay.kill(SIGTERM);
   CHECK(relay.wait(30s) == 0);
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_relay_heartbeat") == 0);  // a clean exit says goodbye
+}
+
+TEST_CASE("check's findings and the rows a repair releases say what a repair does, in storage's words") {
+  TempDir dir;
+  make_outbox(dir.db(), 3);
+  exec(dir.db(), "UPDATE metrix_outbox SET status = 'sending', next_attempt_at = 1000, lease_token = 1 WHERE id = 2");
+  exec(dir.db(), "INSERT INTO metrix_relay_heartbeat (relay_id, host, pid, started_at, beat_at, interval_ms, sent) "
+                 "VALUES ('gone', 'host', 1, 1, 1, 1000, 0)");
+  const std::int64_t now = scalar(dir.db(), "SELECT CAST(unixepoch('now') AS INTEGER) * 1000");
+  auto found = metrix::check_outbox(dir.db(), false, now);
+  REQUIRE(found);
+  std::map<std::string, std::string> repairs;
+  for (const auto& f : found->findings) {
+    CAPTURE(f.message);
+    CHECK(f.message.find("--") == std::string::npos);  // a flag is the command line's to name
+    CHECK(f.message.find("metrix-relay") == std::string::npos);
+    if (!f.repair.empty()) repairs[f.check] = f.repair;
+  }
+  CHECK(repairs == std::map<std::string, std::string>{{"heartbeats", "removes their heartbeats"},
+                                                      {"leases", "makes them pending now"}});
+  auto repaired = metrix::repair_outbox(dir.db(), now);
+  REQUIRE(repaired);
+  CHECK(repaired->released_leases == 1);
+  CHECK(text(dir.db(), "SELECT last_error FROM metrix_outbox WHERE id = 2") ==
+        "lease expired: released by a repair (may have reached Metrix)");
+  // The command line adds the flag, as before.
+  exec(dir.db(), "UPDATE metrix_outbox SET status = 'sending', next_attempt_at = 1000 WHERE id = 2");
+  auto printed = run({relay_binary(), "check", "--db", dir.db()});
+  CHECK_MESSAGE(printed.out.find("(they may have reached Metrix); --repair makes them pending now") != std::string::npos,
+                printed.out);
 }
 
 TEST_CASE("a corrupted database is reported, not repaired, and not written") {
