@@ -13,23 +13,26 @@ std::string health_reason(const StatusSnapshot& snap, const HealthThresholds& t,
     case Health::Problem::backlog: {
       if (!snap.oldest_due) break;  // not the snapshot the verdict was drawn from
       const OldestDue& o = *snap.oldest_due;
-      return fmt::format("backlog: row {} (app {}) has been due for {}, longer than --max-backlog-age {}; {} rows are due{}",
+      return fmt::format("backlog: row {} (app {}) has been due for {}, longer than --max-backlog-age {}; "
+                         "{} rows are due{}",
                          o.id, o.app_id.value_or(kDefaultAppLabel), describe_age(snap.now - o.due_since),
                          describe_age(t.max_backlog_age_ms), snap.due, paused);
     }
     case Health::Problem::stalled: {
-      std::int64_t unfinished = snap.counts.at(RowStatus::pending) + snap.counts.at(RowStatus::sending);
-      std::string idle = snap.last_sent_at ? fmt::format("nothing sent for {}", describe_age(snap.now - *snap.last_sent_at))
-                                           : std::string("nothing ever sent");
+      const std::int64_t unfinished = snap.counts.at(RowStatus::pending) + snap.counts.at(RowStatus::sending);
+      const std::int64_t oldest = snap.oldest_unfinished_created_at.value_or(snap.now);
+      std::string idle = snap.last_sent_at
+                             ? fmt::format("nothing sent for {}", describe_age(snap.now - *snap.last_sent_at))
+                             : std::string("nothing ever sent");
       return fmt::format("stalled: {} while {} rows wait (pending or sending; the oldest for {}), longer than "
                          "--max-idle {}{}",
-                         idle, unfinished, describe_age(snap.now - snap.oldest_unfinished_created_at.value_or(snap.now)),
-                         describe_age(t.max_idle_ms), paused);
+                         idle, unfinished, describe_age(snap.now - oldest), describe_age(t.max_idle_ms), paused);
     }
     case Health::Problem::none: break;
   }
-  std::string due = snap.oldest_due ? fmt::format(", oldest due for {}", describe_age(snap.now - snap.oldest_due->due_since))
-                                    : std::string();
+  std::string due = snap.oldest_due
+                        ? fmt::format(", oldest due for {}", describe_age(snap.now - snap.oldest_due->due_since))
+                        : std::string();
   return fmt::format("{} rows due, {} in backoff{}{}", snap.due, snap.in_backoff, due, paused);
 }
 

@@ -36,7 +36,10 @@ Status for_each_row(Statement& s, F&& each) {
 inline Result<RowStatus> status_column(const Statement& s, int column) {
   std::string text = s.text(column);
   auto status = parse_row_status(text);
-  if (!status) return Error{Errc::schema, fmt::format("metrix_outbox holds a row with status '{}', not one of the outbox's", text)};
+  if (!status) {
+    return Error{Errc::schema,
+                 fmt::format("metrix_outbox holds a row with status '{}', not one of the outbox's six", text)};
+  }
   return *status;
 }
 

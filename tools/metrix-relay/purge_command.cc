@@ -22,7 +22,9 @@ std::map<std::string, std::int64_t> by_name(const PurgeCounts& c) {
 
 std::string describe_counts(const PurgeCounts& c) {
   std::string by_status;
-  for (const auto& [status, n] : by_name(c)) by_status += fmt::format("{}{} {}", by_status.empty() ? "" : ", ", status, n);
+  for (const auto& [status, n] : by_name(c)) {
+    by_status += fmt::format("{}{} {}", by_status.empty() ? "" : ", ", status, n);
+  }
   return fmt::format("{} rows ({}) and {} attempts", c.total_rows(), by_status, c.attempts);
 }
 
@@ -72,10 +74,11 @@ void add_purge(CLI::App& app, int& exit_code) {
     // The rule is storage's (purge_may_delete); these words name the way out.
     for (RowStatus s : options.statuses) {
       if (purge_may_delete(s)) continue;
-      return void(exit_code = fail(Error{Errc::invalid_argument,
-                                         fmt::format("--status {}: purge never deletes an undelivered event on its way "
-                                                     "to Metrix (pending or sending); requeue or let the relay finish it",
-                                                     row_status_name(s))}));
+      return void(exit_code = fail(Error{
+                      Errc::invalid_argument,
+                      fmt::format("--status {}: purge never deletes an undelivered event on its way to Metrix (pending "
+                                  "or sending); requeue or let the relay finish it",
+                                  row_status_name(s))}));
     }
     options.cutoff = now_ms() - *age;
     auto db = open_outbox(a->db);
