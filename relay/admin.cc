@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "relay/status_json.h"
-#include "storage/audit.h"
+#include "storage/status.h"
 #include "storage/backlog.h"
 #include "storage/database.h"
 #include "storage/migrate.h"
@@ -79,7 +79,8 @@ struct AdminState {
     metric_header(out, "metrix_relay_outbox_rows", "gauge", "Rows in the outbox, by app and status.");
     for (const auto& [label, a] : apps) {
       for (const auto& [status, n] : a.rows) {
-        metric_line(out, "metrix_relay_outbox_rows", {{"app_id", label}, {"status", status}}, static_cast<double>(n));
+        metric_line(out, "metrix_relay_outbox_rows", {{"app_id", label}, {"status", row_status_name(status)}},
+                    static_cast<double>(n));
       }
     }
     std::string due, age;

@@ -1,6 +1,7 @@
 // The relay's side of a write round (relay/writer.h runs it): what a round is asked to
 // record and claim, and what becomes of what it claimed.
 #include <algorithm>
+#include <cassert>
 #include <iterator>
 
 #include "relay/log.h"
@@ -124,6 +125,7 @@ void Relay::count_committed(const std::vector<Outcome>& outcomes, const std::vec
       case RowStatus::pending:
         if (o.attempted) add(EventOutcome::retried, stats_.retried);
         break;
+      case RowStatus::sending: assert(false && "an outcome never leaves a row sending"); break;
     }
   }
 }

@@ -1,5 +1,8 @@
 #include "relay/status_json.h"
 
+#include "relay/health_reason.h"
+#include "storage/heartbeat.h"
+
 namespace metrix {
 
 namespace {
@@ -7,8 +10,8 @@ namespace {
 nlohmann::ordered_json counts_json(const StatusCounts& counts) {
   nlohmann::ordered_json j;
   std::int64_t total = 0;
-  for (const auto& s : all_statuses()) {
-    j[s] = counts.at(s);
+  for (RowStatus s : all_statuses()) {
+    j[row_status_name(s)] = counts.at(s);
     total += counts.at(s);
   }
   j["total"] = total;
@@ -54,7 +57,7 @@ nlohmann::ordered_json status_json(const StatusSnapshot& s, const Health& health
                                 {"interval_ms", p.interval_ms}});
   }
   j["errors"] = nlohmann::ordered_json::array();
-  for (const auto& e : s.errors) j["errors"].push_back({{"status", e.status}, {"error", e.error}, {"count", e.count}});
+  for (const auto& e : s.errors) j["errors"].push_back({{"status", row_status_name(e.status)}, {"error", e.error}, {"count", e.count}});
   bool running = false;
   j["relays"] = nlohmann::ordered_json::array();
   for (const auto& r : s.relays) {
@@ -72,8 +75,8 @@ nlohmann::ordered_json status_json(const StatusSnapshot& s, const Health& health
                            {"alive", alive}});
   }
   j["relay_running"] = running;
-  j["health"] = {{"ok", health.ok},
-                 {"reason", health.reason},
+  j["health"] = {{"ok", health.ok()},
+                 {"reason", health_reason(s, t, health)},
                  {"max_backlog_age_ms", t.max_backlog_age_ms},
                  {"max_idle_ms", t.max_idle_ms}};
   return j;

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "storage/audit.h"
+#include "storage/status.h"
 
 namespace metrix {
 

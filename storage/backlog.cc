@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "storage/query.h"
+
 namespace metrix {
 
 Result<Backlog> read_backlog(Database& db, const std::string& path, std::int64_t now) {
@@ -14,7 +16,7 @@ Result<Backlog> read_backlog(Database& db, const std::string& path, std::int64_t
     auto [it, added] = apps.try_emplace(app);
     if (added) {
       it->second.app_id = app;
-      for (const auto& s : all_statuses()) it->second.rows[s] = 0;
+      for (RowStatus s : all_statuses()) it->second.rows[s] = 0;
     }
     return it->second;
   };
@@ -24,8 +26,10 @@ Result<Backlog> read_backlog(Database& db, const std::string& path, std::int64_t
     auto row = counts->step();
     if (!row) return row.error();
     if (!*row) break;
+    auto status = status_column(*counts, 1);
+    if (!status) return status.error();
     AppBacklog& a = app_entry(counts->optional_text(0));
-    a.rows[counts->text(1)] = counts->int64(2);
+    a.rows[*status] = counts->int64(2);
   }
   auto due = db.prepare(
       "SELECT app_id, sum(next_attempt_at <= ?1), min(next_attempt_at) FROM metrix_outbox INDEXED BY metrix_outbox_due "

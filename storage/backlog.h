@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "storage/audit.h"
 #include "storage/database.h"
 #include "storage/result.h"
+#include "storage/row_status.h"
 
 namespace metrix {
 

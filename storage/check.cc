@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include "storage/heartbeat.h"
 #include "storage/migrate.h"
 
 namespace metrix {
@@ -30,8 +31,8 @@ Result<std::int64_t> count(Database& db, std::string_view sql, std::int64_t now)
 // The checks proper, on an open connection.
 Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, std::int64_t now) {
   CheckReport report;
-  auto add = [&](Level level, std::string check, std::string message) {
-    report.findings.push_back({level, std::move(check), std::move(message)});
+  auto add = [&](Level level, std::string check, std::string message, std::string repair = {}) {
+    report.findings.push_back({level, std::move(check), std::move(message), std::move(repair)});
   };
 
   auto integrity = db.prepare(quick ? "PRAGMA quick_check" : "PRAGMA integrity_check");
@@ -77,18 +78,18 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
   } else {
     add(Level::warning, "leases",
         fmt::format("{} rows in 'sending' with an expired lease: a relay stopped before recording their answer; "
-                    "a running relay claims them again (they may have reached Metrix); --repair makes them "
-                    "pending now",
-                    *expired));
+                    "a running relay claims them again (they may have reached Metrix)",
+                    *expired),
+        "makes them pending now");
   }
 
-  auto stale = count(db,
-                     "SELECT count(*) FROM metrix_relay_heartbeat WHERE beat_at + 3 * interval_ms < ?1", now);
-  if (!stale) return stale.error();
-  report.stale_heartbeats = *stale;
-  if (*stale) {
+  auto heartbeats = read_heartbeats(db);
+  if (!heartbeats) return heartbeats.error();
+  for (const Heartbeat& h : *heartbeats) report.stale_heartbeats += relay_alive(h, now) ? 0 : 1;
+  if (report.stale_heartbeats) {
     add(Level::warning, "heartbeats",
-        fmt::format("{} relays stopped without a clean exit (crash or kill); --repair removes their heartbeats", *stale));
+        fmt::format("{} relays stopped without a clean exit (crash or kill)", report.stale_heartbeats),
+        "removes their heartbeats");
   } else {
     add(Level::ok, "heartbeats", "no stale relay heartbeat");
   }
@@ -98,9 +99,9 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
   constexpr std::int64_t kLargeWal = 64LL * 1024 * 1024;
   if (report.wal_bytes > kLargeWal) {
     add(Level::warning, "wal",
-        fmt::format("the WAL is {} MiB: a long-running reader keeps it from being checkpointed; --repair "
-                    "checkpoints and truncates it",
-                    report.wal_bytes / (1024 * 1024)));
+        fmt::format("the WAL is {} MiB: a long-running reader keeps it from being checkpointed",
+                    report.wal_bytes / (1024 * 1024)),
+        "checkpoints and truncates it");
   } else {
     add(Level::ok, "wal", fmt::format("WAL size {} KiB", report.wal_bytes / 1024));
   }
@@ -132,17 +133,15 @@ Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now) {
         // A lease that expired with no answer, like one a relay finds when it claims the row:
         // it counts towards the row's poison limit.
         "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?1, lease_expiries = lease_expiries + 1, "
-        " last_error = 'lease expired: released by metrix-relay check --repair (may have reached Metrix)' "
+        " last_error = 'lease expired: released by a repair (may have reached Metrix)' "
         "WHERE status = 'sending' AND next_attempt_at < ?1");
     if (!release) return release.error();
     release->bind(1, now);
     if (auto s = release->run(); !s) return s.error();
     report->released_leases = sqlite3_changes(db->handle());
-    auto heartbeats = db->prepare("DELETE FROM metrix_relay_heartbeat WHERE beat_at + 3 * interval_ms < ?1");
-    if (!heartbeats) return heartbeats.error();
-    heartbeats->bind(1, now);
-    if (auto s = heartbeats->run(); !s) return s.error();
-    report->removed_heartbeats = sqlite3_changes(db->handle());
+    auto removed = remove_stale_heartbeats(*db, now);
+    if (!removed) return removed.error();
+    report->removed_heartbeats = *removed;
     if (auto s = tx->commit(); !s) return s.error();
   }
   // Its first column is 1 when a reader kept the checkpoint from finishing.

@@ -1,5 +1,5 @@
 // check: an fsck for the outbox. Read-only unless asked to repair; every finding says what
-// it means and what to do.
+// it means and what to do, and, where repair_outbox() can mend it, what that would do.
 #pragma once
 
 #include <cstdint>
@@ -16,12 +16,13 @@ struct CheckFinding {
   Level level = Level::ok;
   std::string check;    // e.g. "integrity", "schema", "leases", "wal", "heartbeats"
   std::string message;
+  std::string repair;   // what repair_outbox() does about it, e.g. "removes their heartbeats"; "" if nothing
 };
 
 struct CheckReport {
   std::vector<CheckFinding> findings;
   std::int64_t expired_leases = 0;     // rows in 'sending' whose lease has expired
-  std::int64_t stale_heartbeats = 0;   // relays that stopped without removing their heartbeat
+  std::int64_t stale_heartbeats = 0;   // heartbeats of relays that are not alive (relay_alive, heartbeat.h)
   std::int64_t wal_bytes = 0;
   bool repaired = false;
   // What a repair did (as counted by SQLite, not as found before): rows released, heartbeats
@@ -34,12 +35,16 @@ struct CheckReport {
 
 // Checks the database at `path`: PRAGMA integrity_check (or quick_check), the schema version
 // and migration checksums, rows stuck in 'sending' with expired leases, stale relay
-// heartbeats, the WAL size. Opens read-only and writes nothing.
+// heartbeats (by relay_alive, the rule status judges relays by), the WAL size. Opens
+// read-only and writes nothing.
 Result<CheckReport> check_outbox(const std::string& path, bool quick, std::int64_t now_ms);
 
 // What can be repaired safely, when integrity and schema are fine: rows with expired leases go
-// back to 'pending' (a relay would claim them again anyway; at least once), stale heartbeats
-// are removed, and the WAL is checkpointed and truncated. Refuses a damaged database.
+// back to 'pending' (a relay would claim them again anyway; at least once) with last_error
+// "lease expired: released by a repair (may have reached Metrix)", stale heartbeats are
+// removed (never one of a relay that is alive), and the WAL is checkpointed and truncated.
+// Leases and heartbeats change in one transaction. A damaged database is not touched: the
+// report comes back with repaired false.
 Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now_ms);
 
 }  // namespace metrix

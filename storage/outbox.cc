@@ -4,17 +4,6 @@
 
 namespace metrix {
 
-const char* row_status_name(RowStatus status) {
-  switch (status) {
-    case RowStatus::pending: return "pending";
-    case RowStatus::sent: return "sent";
-    case RowStatus::failed: return "failed";
-    case RowStatus::dead: return "dead";
-    case RowStatus::held: return "held";
-  }
-  return "?";
-}
-
 namespace {
 
 // Prepares `stmt` on first use and keeps it.
@@ -153,6 +142,9 @@ Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
   auto tx = Transaction::begin(db_.handle());
   if (!tx) return tx.error();
   for (const Outcome& o : outcomes) {
+    if (o.status == RowStatus::sending) {  // a claim's status, not an outcome: nothing is written
+      return Error{Errc::invalid_argument, fmt::format("row {}: an outcome cannot leave a row sending", o.id)};
+    }
     update_.bind(1, o.id).bind(2, o.lease_token).bind(3, std::string_view(row_status_name(o.status)));
     update_.bind(4, std::int64_t{o.attempted ? 1 : 0}).bind(5, o.next_attempt_at).bind(6, o.http_status);
     update_.bind(7, o.error.empty() ? std::optional<std::string>() : std::optional<std::string>(o.error));
@@ -170,6 +162,7 @@ Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
       case RowStatus::dead: ++report.dead; break;
       case RowStatus::held: ++report.held; break;
       case RowStatus::pending: report.retried += o.attempted ? 1 : 0; break;
+      case RowStatus::sending: break;  // refused above
     }
     if (!o.attempted) continue;
     // Numbered after the row's last attempt, not from `attempts`, which an operator may reset.

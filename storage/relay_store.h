@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "storage/result.h"
+#include "storage/row_status.h"
 
 namespace metrix {
 
@@ -54,15 +55,11 @@ struct Claim {
   std::int64_t lease_expiries = 0;
 };
 
-// The statuses an outcome gives a row ('sending' is given by a claim only).
-enum class RowStatus { pending, sent, failed, dead, held };
-const char* row_status_name(RowStatus status);
-
 // What happened to one claimed row.
 struct Outcome {
   std::int64_t id = 0;
   std::int64_t lease_token = 0;
-  RowStatus status = RowStatus::pending;
+  RowStatus status = RowStatus::pending;  // never sending: only a claim gives that
   bool attempted = true;               // an HTTP attempt was made (false: stale, in doubt, handed back)
   std::int64_t next_attempt_at = 0;    // for pending
   std::optional<std::int64_t> http_status;

@@ -1,14 +1,16 @@
-// metrix-relay check: the outbox fsck, through the built binary, on healthy, interrupted
-// and damaged databases.
+// metrix-relay check: the outbox fsck, through the built binary (and storage's check.h), on
+// healthy, interrupted and damaged databases.
 #include <doctest/doctest.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <thread>
 
-#include "tests/outbox_fixture.h"
+#include "storage/check.h"
+#include "tests/operator_fixture.h"
 #include "tests/support/fake_metrix.h"
 
 using namespace metrix::test;
@@ -18,6 +20,12 @@ namespace {
 std::string file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+// True once the process is stopped by a signal (its state in /proc is 'T').
+bool stopped(pid_t pid) {
+  std::string stat = file_bytes("/proc/" + std::to_string(pid) + "/stat");
+  auto after_name = stat.rfind(')');
+  return after_name != std::string::npos && stat.compare(after_name, 3, ") T") == 0;
 }
 }  // namespace
 
@@ -71,6 +79,90 @@ TEST_CASE("after a killed relay, check finds the expired leases and --repair rel
   auto again = run({relay_binary(), "check", "--db", dir.db(), "--repair"});
   CHECK(again.exit_code == 0);
   CHECK(again.out.find("repaired: 0 expired leases released, 0 stale heartbeats removed") != std::string::npos);
+}
+
+TEST_CASE("a relay that beats every 200ms and stalls for a second is alive for status, check and check --repair alike") {
+  TempDir dir;
+  make_outbox(dir.db(), 20);
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  auto relay = Process::start(relay_args(dir.db(), fake.url(), {"--progress-interval", "200ms"}), relay_env());
+  REQUIRE_MESSAGE(wait_for_count(dir.db(), "SELECT count(*) FROM metrix_outbox WHERE status = 'sent'", 20) == 20,
+                  relay.err());
+  REQUIRE(scalar(dir.db(), "SELECT interval_ms FROM metrix_relay_heartbeat") == 200);
+
+  // A second without a beat, five of its intervals, as a slow disk or a busy host can stall a
+  // running relay; here SIGSTOP does, between two write rounds (stopped inside one, it would
+  // hold the write lock and the repair would wait for it). It is no crash: it goes on after.
+  auto write_lock_free = [&] {
+    auto db = metrix::Database::open(dir.db(), {.busy_timeout_ms = 0});
+    REQUIRE(db);
+    if (!db->exec("BEGIN IMMEDIATE")) return false;
+    REQUIRE(db->exec("ROLLBACK"));
+    return true;
+  };
+  for (int tries = 0;; ++tries) {
+    relay.kill(SIGSTOP);
+    while (!stopped(relay.pid())) std::this_thread::sleep_for(1ms);
+    if (write_lock_free()) break;
+    REQUIRE(tries < 50);
+    relay.kill(SIGCONT);
+    std::this_thread::sleep_for(20ms);
+  }
+  const std::int64_t beat_at = scalar(dir.db(), "SELECT beat_at FROM metrix_relay_heartbeat");
+  std::this_thread::sleep_for(1s);
+
+  auto found = run({relay_binary(), "check", "--db", dir.db(), "--json"});
+  auto repaired = run({relay_binary(), "check", "--db", dir.db(), "--repair"});
+  auto status = json_of(relay_cli({"status", "--db", dir.db(), "--json"}));
+  // All three within three seconds of the last beat (the floor of "three intervals"), or this
+  // host was too slow for the test to tell a stall from a stop.
+  REQUIRE(status["now"].get<std::int64_t>() - beat_at < 3000);
+
+  auto report = nlohmann::json::parse(found.out, nullptr, false);
+  REQUIRE_MESSAGE(!report.is_discarded(), found.out << found.err);
+  CHECK(report["stale_heartbeats"] == 0);
+  CHECK_MESSAGE(found.exit_code == 0, found.out);
+  CHECK_MESSAGE(repaired.exit_code == 0, repaired.out << repaired.err);
+  CHECK_MESSAGE(repaired.out.find("0 stale heartbeats removed") != std::string::npos, repaired.out);
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_relay_heartbeat WHERE beat_at = " + std::to_string(beat_at)) == 1);
+  CHECK(status["relay_running"] == true);
+  REQUIRE(status["relays"].size() == 1);
+  CHECK(status["relays"][0]["alive"] == true);
+
+  relay.kill(SIGCONT);
+  relay.kill(SIGTERM);
+  CHECK(relay.wait(30s) == 0);
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_relay_heartbeat") == 0);  // a clean exit says goodbye
+}
+
+TEST_CASE("check's findings and the rows a repair releases say what a repair does, in storage's words") {
+  TempDir dir;
+  make_outbox(dir.db(), 3);
+  exec(dir.db(), "UPDATE metrix_outbox SET status = 'sending', next_attempt_at = 1000, lease_token = 1 WHERE id = 2");
+  exec(dir.db(), "INSERT INTO metrix_relay_heartbeat (relay_id, host, pid, started_at, beat_at, interval_ms, sent) "
+                 "VALUES ('gone', 'host', 1, 1, 1, 1000, 0)");
+  const std::int64_t now = scalar(dir.db(), "SELECT CAST(unixepoch('now') AS INTEGER) * 1000");
+  auto found = metrix::check_outbox(dir.db(), false, now);
+  REQUIRE(found);
+  std::map<std::string, std::string> repairs;
+  for (const auto& f : found->findings) {
+    CAPTURE(f.message);
+    CHECK(f.message.find("--") == std::string::npos);  // a flag is the command line's to name
+    CHECK(f.message.find("metrix-relay") == std::string::npos);
+    if (!f.repair.empty()) repairs[f.check] = f.repair;
+  }
+  CHECK(repairs == std::map<std::string, std::string>{{"heartbeats", "removes their heartbeats"},
+                                                      {"leases", "makes them pending now"}});
+  auto repaired = metrix::repair_outbox(dir.db(), now);
+  REQUIRE(repaired);
+  CHECK(repaired->released_leases == 1);
+  CHECK(text(dir.db(), "SELECT last_error FROM metrix_outbox WHERE id = 2") ==
+        "lease expired: released by a repair (may have reached Metrix)");
+  // The command line adds the flag, as before.
+  exec(dir.db(), "UPDATE metrix_outbox SET status = 'sending', next_attempt_at = 1000 WHERE id = 2");
+  auto printed = run({relay_binary(), "check", "--db", dir.db()});
+  CHECK_MESSAGE(printed.out.find("(they may have reached Metrix); --repair makes them pending now") != std::string::npos,
+                printed.out);
 }
 
 TEST_CASE("a corrupted database is reported, not repaired, and not written") {

@@ -12,7 +12,8 @@ void add_check(CLI::App& app, int& exit_code) {
   cmd->footer(
       "Read-only unless --repair is given. Checks PRAGMA integrity_check (--quick: quick_check), the\n"
       "schema version and migration checksums, rows stuck in 'sending' whose lease expired, relays\n"
-      "that stopped without a clean exit, and the WAL size.\n"
+      "that stopped without a clean exit (a heartbeat older than status allows a running relay:\n"
+      "three of its intervals, at least 3s), and the WAL size.\n"
       "--repair, only on a database whose integrity and schema are fine: expired leases go back to\n"
       "'pending', stale heartbeats are removed, the WAL is checkpointed and truncated.\n"
       "Exit codes: 0 healthy, 1 findings (or the database cannot be read), 2 usage error.\n\n"
@@ -35,6 +36,8 @@ void add_check(CLI::App& app, int& exit_code) {
     auto level_name = [](CheckFinding::Level l) {
       return l == CheckFinding::Level::ok ? "ok" : l == CheckFinding::Level::warning ? "warning" : "error";
     };
+    // Storage says what a repair would do; the command names the flag that does it.
+    auto says = [](const CheckFinding& f) { return f.repair.empty() ? f.message : f.message + "; --repair " + f.repair; };
     if (args->json) {
       nlohmann::json out = {{"healthy", report->healthy()},        {"repaired", report->repaired},
                             {"expired_leases", report->expired_leases}, {"stale_heartbeats", report->stale_heartbeats},
@@ -43,11 +46,11 @@ void add_check(CLI::App& app, int& exit_code) {
                             {"wal_truncated", report->wal_truncated},
                             {"wal_bytes", report->wal_bytes},      {"findings", nlohmann::json::array()}};
       for (const auto& f : report->findings) {
-        out["findings"].push_back({{"level", level_name(f.level)}, {"check", f.check}, {"message", f.message}});
+        out["findings"].push_back({{"level", level_name(f.level)}, {"check", f.check}, {"message", says(f)}});
       }
       fmt::print("{}\n", out.dump(2));
     } else {
-      for (const auto& f : report->findings) fmt::print("{:<8} {:<11} {}\n", level_name(f.level), f.check, f.message);
+      for (const auto& f : report->findings) fmt::print("{:<8} {:<11} {}\n", level_name(f.level), f.check, says(f));
       if (report->repaired) {
         fmt::print("repaired: {} expired leases released, {} stale heartbeats removed, {}\n", report->released_leases,
                    report->removed_heartbeats,

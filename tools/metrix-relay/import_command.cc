@@ -10,10 +10,11 @@
 #include <cstring>
 #include <memory>
 
-#include "storage/audit.h"
+#include "storage/status.h"
 #include "storage/import.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
+#include "storage/time_text.h"
 
 namespace metrix::cli {
 
@@ -102,7 +103,7 @@ class Progress {
       fraction = std::min(1.0, done_bytes / static_cast<double>(input_.size()));
       double byte_rate = seconds > 0 ? done_bytes / seconds : 0;
       if (byte_rate > 0) {
-        eta = describe_age(static_cast<std::int64_t>(1000.0 * (static_cast<double>(input_.size()) - done_bytes) / byte_rate));
+        eta = describe_duration(static_cast<std::int64_t>(1000.0 * (static_cast<double>(input_.size()) - done_bytes) / byte_rate));
       }
     }
     std::string counts = fmt::format("{} lines, {} new, {} already there{}, {:.0f} lines/s", p.lines, p.inserted, p.skipped,

@@ -1,6 +1,6 @@
 #include <fmt/format.h>
 
-#include "storage/audit.h"
+#include "storage/rows.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
 

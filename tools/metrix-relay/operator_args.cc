@@ -7,6 +7,7 @@
 
 #include "relay/config.h"
 #include "storage/time_text.h"
+#include "tools/metrix-relay/status_flag.h"
 
 namespace metrix::cli {
 
@@ -90,10 +91,9 @@ bool narrows(const FilterFlags& f) {
 
 Result<RowFilter> to_filter(const FilterFlags& f, std::int64_t now_ms) {
   RowFilter filter;
-  for (const auto& s : f.statuses) {
-    if (auto known = check_status(s); !known) return known.error();
-    filter.statuses.push_back(s);
-  }
+  auto statuses = parse_status_flag(f.statuses);
+  if (!statuses) return statuses.error();
+  filter.statuses = std::move(*statuses);
   if (!f.app_id.empty()) filter.app_id = f.app_id;
   if (!f.slug.empty()) filter.slug = f.slug;
   if (!f.error.empty()) filter.error = f.error;
@@ -221,7 +221,7 @@ nlohmann::ordered_json row_json(const OutboxRow& r) {
   nlohmann::ordered_json j;
   j["id"] = r.id;
   j["app_id"] = opt(r.app_id);
-  j["status"] = r.status;
+  j["status"] = row_status_name(r.status);
   j["event_slug"] = opt(r.event_slug);
   j["dedup_key"] = opt(r.dedup_key);
   j["created_at"] = r.created_at;
@@ -247,7 +247,7 @@ const std::vector<std::string>& row_csv_header() {
 
 std::vector<std::string> row_csv(const OutboxRow& r) {
   auto num = [](const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : std::string(); };
-  return {std::to_string(r.id), r.app_id.value_or(""), r.status, r.event_slug.value_or(""), r.dedup_key.value_or(""),
+  return {std::to_string(r.id), r.app_id.value_or(""), row_status_name(r.status), r.event_slug.value_or(""), r.dedup_key.value_or(""),
           std::to_string(r.created_at), std::to_string(r.attempts), std::to_string(r.next_attempt_at), num(r.event_time),
           num(r.last_http_status), r.last_error.value_or(""), num(r.sent_at), r.payload};
 }
@@ -261,7 +261,7 @@ Table rows_table(const std::vector<OutboxRow>& rows) {
         payload["metrixUserId"].is_string()) {
       user = payload["metrixUserId"].get<std::string>();
     }
-    t.add({std::to_string(r.id), cell(r.app_id.value_or(kDefaultAppLabel), 24), r.status,
+    t.add({std::to_string(r.id), cell(r.app_id.value_or(kDefaultAppLabel), 24), row_status_name(r.status),
            cell(r.event_slug.value_or("-"), 24), cell(user, 24), std::to_string(r.attempts),
            std::to_string(r.lease_expiries), short_time(r.created_at),
            r.last_http_status ? std::to_string(*r.last_http_status) : "-", cell(r.last_error.value_or("-"))});

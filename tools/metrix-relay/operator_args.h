@@ -1,6 +1,6 @@
 // What the operator commands (status, list, show, requeue, purge, import, report) share:
 // reading times, id ranges and row filters from flags, and printing rows as a table, CSV or
-// JSON. No SQL here: the queries are in storage/audit.h and storage/import.h.
+// JSON. No SQL here: the queries are in storage/ (rows.h, status.h, report.h, repair.h, import.h).
 #pragma once
 
 #include <cstdint>
@@ -12,8 +12,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "storage/audit.h"
 #include "storage/result.h"
+#include "storage/row_filter.h"
+#include "storage/rows.h"
 
 namespace metrix::cli {
 

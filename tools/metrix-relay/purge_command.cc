@@ -1,18 +1,30 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <map>
+
 #include "relay/config.h"
-#include "storage/audit.h"
+#include "storage/repair.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
+#include "tools/metrix-relay/status_flag.h"
 
 namespace metrix::cli {
 
 namespace {
 
+// Rows by status name, in the order of the names (as printed and in --json).
+std::map<std::string, std::int64_t> by_name(const PurgeCounts& c) {
+  std::map<std::string, std::int64_t> rows;
+  for (const auto& [status, n] : c.rows) rows[row_status_name(status)] = n;
+  return rows;
+}
+
 std::string describe_counts(const PurgeCounts& c) {
   std::string by_status;
-  for (const auto& [status, n] : c.rows) by_status += fmt::format("{}{} {}", by_status.empty() ? "" : ", ", status, n);
+  for (const auto& [status, n] : by_name(c)) {
+    by_status += fmt::format("{}{} {}", by_status.empty() ? "" : ", ", status, n);
+  }
   return fmt::format("{} rows ({}) and {} attempts", c.total_rows(), by_status, c.attempts);
 }
 
@@ -54,7 +66,20 @@ void add_purge(CLI::App& app, int& exit_code) {
     auto age = parse_duration_ms(a->older_than);
     if (!age) return void(exit_code = fail(Error{Errc::invalid_argument, "--older-than: " + age.error().message}));
     PurgeOptions options;
-    if (!a->statuses.empty()) options.statuses = a->statuses;
+    if (!a->statuses.empty()) {
+      auto statuses = parse_status_flag(a->statuses);
+      if (!statuses) return void(exit_code = fail(statuses.error()));
+      options.statuses = std::move(*statuses);
+    }
+    // The rule is storage's (purge_may_delete); these words name the way out.
+    for (RowStatus s : options.statuses) {
+      if (purge_may_delete(s)) continue;
+      return void(exit_code = fail(Error{
+                      Errc::invalid_argument,
+                      fmt::format("--status {}: purge never deletes an undelivered event on its way to Metrix (pending "
+                                  "or sending); requeue or let the relay finish it",
+                                  row_status_name(s))}));
+    }
     options.cutoff = now_ms() - *age;
     auto db = open_outbox(a->db);
     if (!db) return void(exit_code = fail(db.error()));
@@ -62,7 +87,7 @@ void add_purge(CLI::App& app, int& exit_code) {
       auto preview = purge_preview(*db, options);
       if (!preview) return void(exit_code = fail(preview.error()));
       if (a->json) {
-        print_json({{"dry_run", true}, {"cutoff", options.cutoff}, {"rows", preview->rows},
+        print_json({{"dry_run", true}, {"cutoff", options.cutoff}, {"rows", by_name(*preview)},
                     {"attempts", preview->attempts}});
       } else {
         fmt::print("dry run: would delete {} older than {} ({})\n", describe_counts(*preview), a->older_than,
@@ -80,7 +105,7 @@ void add_purge(CLI::App& app, int& exit_code) {
     if (!space) return void(exit_code = fail(space.error()));
     if (a->json) {
       print_json({{"cutoff", options.cutoff},
-                  {"rows", done->rows},
+                  {"rows", by_name(*done)},
                   {"attempts", done->attempts},
                   {"free_pages", space->free_pages},
                   {"page_size", space->page_size},

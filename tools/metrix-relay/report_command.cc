@@ -2,7 +2,8 @@
 
 #include <set>
 
-#include "storage/audit.h"
+#include "storage/report.h"
+#include "storage/row_filter.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
 

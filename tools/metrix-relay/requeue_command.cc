@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
-#include "storage/audit.h"
+#include "storage/repair.h"
+#include "storage/rows.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
 
@@ -55,6 +56,18 @@ void add_requeue(CLI::App& app, int& exit_code) {
     }
     auto filter = to_filter(flags, now);
     if (!filter) return void(exit_code = fail(filter.error()));
+    // The rule is storage's (requeue_may_change); these words name the flags.
+    for (RowStatus s : filter->statuses) {
+      if (requeue_may_change(s, a->include_sent)) continue;
+      return void(exit_code = fail(Error{
+                      Errc::invalid_argument,
+                      s == RowStatus::sent
+                          ? "--status sent: sent rows are requeued only with --include-sent (a deliberate re-send: "
+                            "Metrix receives the event again)"
+                          : fmt::format("--status {}: requeue never touches pending or sending rows (they are on their "
+                                        "way already); it requeues failed, dead, held (and sent with --include-sent)",
+                                        row_status_name(s))}));
+    }
     auto effective = requeue_filter(*filter, a->include_sent);
     if (!effective) return void(exit_code = fail(effective.error()));
     auto db = open_outbox(a->db);

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
-#include "storage/audit.h"
+#include "storage/rows.h"
+#include "storage/status.h"
 #include "tools/metrix-relay/cli.h"
 #include "storage/time_text.h"
 #include "tools/metrix-relay/operator_args.h"
@@ -16,21 +17,21 @@ std::string time_or_dash(const std::optional<std::int64_t>& ms) {
 
 void print_history(const RowHistory& h, std::int64_t now) {
   const OutboxRow& r = h.row;
-  fmt::print("row {}: {}\n", r.id, r.status);
+  fmt::print("row {}: {}\n", r.id, row_status_name(r.status));
   Table fields({"FIELD", "VALUE"});
   fields.add({"app_id", r.app_id.value_or(std::string(kDefaultAppLabel) + " (NULL: the relay's --app-id)")});
   fields.add({"event_slug", or_dash(r.event_slug)});
   fields.add({"dedup_key", or_dash(r.dedup_key)});
   fields.add({"created_at", fmt::format("{} ({}), {} ago", utc_time(r.created_at), r.created_at,
-                                        describe_age(now - r.created_at))});
+                                        describe_duration(now - r.created_at))});
   fields.add({"attempts", std::to_string(r.attempts)});
   if (r.lease_expiries > 0) {
     fields.add({"lease_expiries", fmt::format("{} (claims in a row whose relay stopped before an answer)",
                                               r.lease_expiries)});
   }
-  if (r.status == "pending" || r.status == "sending") {
+  if (r.status == RowStatus::pending || r.status == RowStatus::sending) {
     fields.add({"next_attempt_at", fmt::format("{} ({}){}", utc_time(r.next_attempt_at), r.next_attempt_at,
-                                               r.status == "sending" ? ", when the lease expires" : "")});
+                                               r.status == RowStatus::sending ? ", when the lease expires" : "")});
   }
   fields.add({"event_time", time_or_dash(r.event_time)});
   fields.add({"last_http_status", r.last_http_status ? std::to_string(*r.last_http_status) : "-"});

@@ -1,10 +1,14 @@
 #include <fmt/format.h>
 
 #include "relay/config.h"
+#include "relay/health_reason.h"
 #include "relay/status_json.h"
-#include "storage/audit.h"
+#include "storage/heartbeat.h"
+#include "storage/row_filter.h"
+#include "storage/status.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
+#include "storage/time_text.h"
 
 namespace metrix::cli {
 
@@ -16,16 +20,16 @@ constexpr int kUnhealthy = 1;
 
 std::string app_name(const std::optional<std::string>& app) { return app.value_or(kDefaultAppLabel); }
 
-void print_snapshot(const std::string& path, const StatusSnapshot& s, const Health& health) {
+void print_snapshot(const std::string& path, const StatusSnapshot& s, const std::string& health) {
   fmt::print("outbox {} at {}\n\n", path, short_time(s.now));
   std::vector<std::string> header = {"APP"};
-  for (const auto& st : all_statuses()) header.push_back(st);
+  for (RowStatus st : all_statuses()) header.push_back(row_status_name(st));
   header.push_back("total");
   Table counts(header);
   auto add = [&](const std::string& name, const StatusCounts& c) {
     std::vector<std::string> row = {name};
     std::int64_t total = 0;
-    for (const auto& st : all_statuses()) {
+    for (RowStatus st : all_statuses()) {
       row.push_back(std::to_string(c.at(st)));
       total += c.at(st);
     }
@@ -39,12 +43,12 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const Heal
   fmt::print("\ndue now {}, in backoff {}", s.due, s.in_backoff);
   if (s.oldest_due) {
     fmt::print("; oldest due: row {} (app {}), due for {}, created {} ago", s.oldest_due->id,
-               app_name(s.oldest_due->app_id), describe_age(s.now - s.oldest_due->due_since),
-               describe_age(s.now - s.oldest_due->created_at));
+               app_name(s.oldest_due->app_id), describe_duration(s.now - s.oldest_due->due_since),
+               describe_duration(s.now - s.oldest_due->created_at));
   }
   fmt::print("\n");
   fmt::print("last sent: {}\n", s.last_sent_at ? fmt::format("{} ({} ago)", short_time(*s.last_sent_at),
-                                                             describe_age(s.now - *s.last_sent_at))
+                                                             describe_duration(s.now - *s.last_sent_at))
                                                : "never");
 
   if (s.pauses.empty()) {
@@ -53,8 +57,8 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const Heal
     fmt::print("paused apps (Metrix answered 403; one probe row per interval):\n");
     Table t({"APP", "REASON", "SINCE", "NEXT PROBE"});
     for (const auto& p : s.pauses) {
-      t.add({p.app_id, cell(p.reason), fmt::format("{} ({} ago)", short_time(p.since), describe_age(s.now - p.since)),
-             p.next_probe_at > s.now ? "in " + describe_age(p.next_probe_at - s.now) : "now"});
+      t.add({p.app_id, cell(p.reason), fmt::format("{} ({} ago)", short_time(p.since), describe_duration(s.now - p.since)),
+             p.next_probe_at > s.now ? "in " + describe_duration(p.next_probe_at - s.now) : "now"});
     }
     t.print(stdout, "  ");
   }
@@ -67,8 +71,8 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const Heal
     fmt::print("relay: {}\n", running ? "running" : "not running (heartbeat stale: killed, hung, or stopped uncleanly)");
     Table t({"RELAY", "STARTED", "LAST BEAT", "SENT", "LAST SENT", "STATE", "WINDOW"});
     for (const auto& r : s.relays) {
-      t.add({r.relay_id, short_time(r.started_at), describe_age(s.now - r.beat_at) + " ago", std::to_string(r.sent),
-             r.last_sent_at ? describe_age(s.now - *r.last_sent_at) + " ago" : "-",
+      t.add({r.relay_id, short_time(r.started_at), describe_duration(s.now - r.beat_at) + " ago", std::to_string(r.sent),
+             r.last_sent_at ? describe_duration(s.now - *r.last_sent_at) + " ago" : "-",
              relay_alive(r, s.now) ? "alive" : "stale", r.windows.empty() ? "-" : r.windows});
     }
     t.print(stdout, "  ");
@@ -79,10 +83,10 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const Heal
   } else {
     fmt::print("errors of undelivered rows (most frequent first):\n");
     Table t({"ROWS", "STATUS", "LAST ERROR"});
-    for (const auto& e : s.errors) t.add({std::to_string(e.count), e.status, cell(e.error, 100)});
+    for (const auto& e : s.errors) t.add({std::to_string(e.count), row_status_name(e.status), cell(e.error, 100)});
     t.print(stdout, "  ");
   }
-  fmt::print("\nhealth: {}: {}\n", health.ok ? "OK" : "UNHEALTHY", health.reason);
+  fmt::print("\nhealth: {}\n", health);
 }
 
 }  // namespace
@@ -92,9 +96,10 @@ void add_status(CLI::App& app, int& exit_code) {
   cmd->footer(
       "The relay writes a heartbeat row (metrix_relay_heartbeat) when it starts and every\n"
       "--progress-interval, and deletes it when it exits cleanly: a relay counts as running while its\n"
-      "heartbeat is younger than three of its intervals. WINDOW is each app's window of requests in\n"
-      "flight as of that heartbeat (now / --concurrency; it shrinks when Metrix pushes back), or\n"
-      "'circuit open' while Metrix fails every request and the relay only probes.\n\n"
+      "heartbeat is younger than three of its intervals, or 3s if that is longer (check judges the\n"
+      "same way). WINDOW is each app's window of requests in flight as of that heartbeat (now /\n"
+      "--concurrency; it shrinks when Metrix pushes back), or 'circuit open' while Metrix fails every\n"
+      "request and the relay only probes.\n\n"
       "Health (--check, for monitoring; also in --json as \"health\"):\n"
       "  UNHEALTHY when the oldest due row has waited longer than --max-backlog-age since it became due\n"
       "  (enqueued, its retry time reached, requeued, or its lease expired), or when rows have waited\n"
@@ -132,10 +137,12 @@ void add_status(CLI::App& app, int& exit_code) {
     auto snapshot = a->check ? read_health(*db, now_ms(), t) : read_status(*db, now_ms());
     if (!snapshot) return void(exit_code = fail(snapshot.error()));
     Health health = evaluate_health(*snapshot, t);
+    const std::string verdict =
+        fmt::format("{}: {}", health.ok() ? "OK" : "UNHEALTHY", health_reason(*snapshot, t, health));
     if (a->json) print_json(status_json(*snapshot, health, t));
-    else if (a->check) fmt::print("{}: {}\n", health.ok ? "OK" : "UNHEALTHY", health.reason);
-    else print_snapshot(a->db, *snapshot, health);
-    exit_code = a->check && !health.ok ? kUnhealthy : kOk;
+    else if (a->check) fmt::print("{}\n", verdict);
+    else print_snapshot(a->db, *snapshot, verdict);
+    exit_code = a->check && !health.ok() ? kUnhealthy : kOk;
   });
 }
 
