@@ -8,6 +8,7 @@
 
 #include "relay/remedy.h"
 #include "storage/migrate.h"
+#include "storage/sqlite_operator_store.h"
 
 namespace metrix::cli {
 
@@ -47,10 +48,22 @@ Result<Database> open_outbox(const std::string& path, const OpenOptions& options
   return db;
 }
 
-Result<Database> open_outbox_to_read(const std::string& path) {
+namespace {
+
+Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path, const OpenOptions& options) {
+  auto store = SqliteOperatorStore::open(path, options);
+  if (!store) return with_remedy(store.error(), path);
+  return std::unique_ptr<OperatorStore>(std::move(*store));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path) { return open_store(path, OpenOptions{}); }
+
+Result<std::unique_ptr<OperatorStore>> open_store_to_read(const std::string& path) {
   OpenOptions options;
   options.read_only = true;
-  return open_outbox(path, options);
+  return open_store(path, options);
 }
 
 }  // namespace metrix::cli

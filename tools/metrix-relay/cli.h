@@ -2,12 +2,14 @@
 // opens the outbox.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "storage/clock.h"
 #include "storage/database.h"
+#include "storage/operator_store.h"
 #include "storage/result.h"
 
 namespace metrix::cli {
@@ -28,10 +30,13 @@ int fail(const Error& error);
 // says so (CLI11's own number checks print the range up to 1.8e308 in full).
 CLI::Validator whole_number(long long min);
 
-// Opens an existing, fully migrated outbox.
+// Opens an existing, fully migrated outbox: the connection a producer writes on (enqueue,
+// import).
 Result<Database> open_outbox(const std::string& path, const OpenOptions& options = {});
+// The same outbox as the operator commands see it.
+Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path);
 // For commands that only read: works on a file this process cannot write.
-Result<Database> open_outbox_to_read(const std::string& path);
+Result<std::unique_ptr<OperatorStore>> open_store_to_read(const std::string& path);
 
 // Each subcommand registers itself on the app; its callback stores the exit code.
 void add_migrate(CLI::App& app, int& exit_code);

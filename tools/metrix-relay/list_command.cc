@@ -33,10 +33,10 @@ void add_list(CLI::App& app, int& exit_code) {
     std::int64_t now = now_ms();
     auto filter = to_filter(a->filter, now);
     if (!filter) return void(exit_code = fail(filter.error()));
-    auto db = open_outbox_to_read(a->db);
-    if (!db) return void(exit_code = fail(db.error()));
+    auto store = open_store_to_read(a->db);
+    if (!store) return void(exit_code = fail(store.error()));
     // One more than the limit tells whether rows were left out.
-    auto rows = list_rows(*db, *filter, a->limit > 0 ? a->limit + 1 : 0);
+    auto rows = (*store)->list_rows(*filter, a->limit > 0 ? a->limit + 1 : 0);
     if (!rows) return void(exit_code = fail(rows.error()));
     bool more = a->limit > 0 && static_cast<std::int64_t>(rows->size()) > a->limit;
     if (more) rows->pop_back();
@@ -53,7 +53,7 @@ void add_list(CLI::App& app, int& exit_code) {
       rows_table(*rows).print(stdout);
     }
     if (more) {
-      auto total = count_rows(*db, *filter);
+      auto total = (*store)->count_rows(*filter);
       fmt::print(stderr, "metrix-relay: showing the first {} of {} matching rows; use --limit N (0 for all)\n", a->limit,
                  total ? std::to_string(*total) : "more");
     }

@@ -81,10 +81,10 @@ void add_purge(CLI::App& app, int& exit_code) {
                                   row_status_name(s))}));
     }
     options.cutoff = now_ms() - *age;
-    auto db = open_outbox(a->db);
-    if (!db) return void(exit_code = fail(db.error()));
+    auto store = open_store(a->db);
+    if (!store) return void(exit_code = fail(store.error()));
     if (a->dry_run) {
-      auto preview = purge_preview(*db, options);
+      auto preview = (*store)->purge_preview(options);
       if (!preview) return void(exit_code = fail(preview.error()));
       if (a->json) {
         print_json({{"dry_run", true}, {"cutoff", options.cutoff}, {"rows", by_name(*preview)},
@@ -96,12 +96,12 @@ void add_purge(CLI::App& app, int& exit_code) {
       return void(exit_code = kOk);
     }
     bool tty = isatty(STDERR_FILENO) && !a->json;
-    auto done = purge(*db, options, [&](const PurgeCounts& so_far) {
+    auto done = (*store)->purge(options, [&](const PurgeCounts& so_far) {
       if (tty) fmt::print(stderr, "\rpurging: {} rows deleted", so_far.total_rows());
     });
     if (tty) fmt::print(stderr, "\n");
     if (!done) return void(exit_code = fail(done.error()));
-    auto space = reclaim_space(*db);
+    auto space = (*store)->reclaim_space();
     if (!space) return void(exit_code = fail(space.error()));
     if (a->json) {
       print_json({{"cutoff", options.cutoff},

@@ -58,9 +58,9 @@ void add_report(CLI::App& app, int& exit_code) {
       if (!t) return void(exit_code = fail(Error{Errc::invalid_argument, "--until: " + t.error().message}));
       options.until = *t;
     }
-    auto db = open_outbox_to_read(a->db);
-    if (!db) return void(exit_code = fail(db.error()));
-    auto rows = sent_report(*db, options);
+    auto store = open_store_to_read(a->db);
+    if (!store) return void(exit_code = fail(store.error()));
+    auto rows = (*store)->sent_report(options);
     if (!rows) return void(exit_code = fail(rows.error()));
     std::set<std::string> currencies;
     std::int64_t events = 0;

@@ -70,12 +70,12 @@ void add_requeue(CLI::App& app, int& exit_code) {
     }
     auto effective = requeue_filter(*filter, a->include_sent);
     if (!effective) return void(exit_code = fail(effective.error()));
-    auto db = open_outbox(a->db);
-    if (!db) return void(exit_code = fail(db.error()));
+    auto store = open_store(a->db);
+    if (!store) return void(exit_code = fail(store.error()));
     // When nothing is (or would be) requeued, say why on stderr: no such rows, or rows in a
     // status requeue leaves alone.
     auto explain_nothing = [&]() -> Status {
-      auto selected = count_rows(*db, *filter);
+      auto selected = (*store)->count_rows(*filter);
       if (!selected) return selected.error();
       if (*selected == 0) {
         fmt::print(stderr, "metrix-relay: no row matches the selection\n");
@@ -88,9 +88,9 @@ void add_requeue(CLI::App& app, int& exit_code) {
       return {};
     };
     if (a->dry_run) {
-      auto total = count_rows(*db, *effective);
+      auto total = (*store)->count_rows(*effective);
       if (!total) return void(exit_code = fail(total.error()));
-      auto rows = list_rows(*db, *effective, a->limit);
+      auto rows = (*store)->list_rows(*effective, a->limit);
       if (!rows) return void(exit_code = fail(rows.error()));
       if (*total == 0) {
         if (auto s = explain_nothing(); !s) return void(exit_code = fail(s.error()));
@@ -111,7 +111,7 @@ void add_requeue(CLI::App& app, int& exit_code) {
       }
       return void(exit_code = kOk);
     }
-    auto changed = requeue(*db, *filter, a->include_sent, now);
+    auto changed = (*store)->requeue(*filter, a->include_sent, now);
     if (!changed) return void(exit_code = fail(changed.error()));
     if (a->json) print_json({{"requeued", *changed}});
     else fmt::print("requeued {} rows\n", *changed);

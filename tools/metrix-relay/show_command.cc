@@ -102,9 +102,9 @@ void add_show(CLI::App& app, int& exit_code) {
   cmd->add_option("id", a->id, "the row's id")->required()->check(whole_number(0));
   add_format_flags(*cmd, a->json, nullptr);
   cmd->callback([a, &exit_code] {
-    auto db = open_outbox_to_read(a->db);
-    if (!db) return void(exit_code = fail(db.error()));
-    auto h = row_history(*db, a->id);
+    auto store = open_store_to_read(a->db);
+    if (!store) return void(exit_code = fail(store.error()));
+    auto h = (*store)->row_history(a->id);
     if (!h) return void(exit_code = fail(h.error()));
     if (a->json) print_json(history_json(*h));
     else print_history(*h, now_ms());

@@ -131,10 +131,10 @@ void add_status(CLI::App& app, int& exit_code) {
     if (!idle) return void(exit_code = fail(Error{Errc::invalid_argument, "--max-idle: " + idle.error().message}));
     t.max_backlog_age_ms = *backlog;
     t.max_idle_ms = *idle;
-    auto db = open_outbox_to_read(a->db);
-    if (!db) return void(exit_code = fail(db.error()));
+    auto store = open_store_to_read(a->db);
+    if (!store) return void(exit_code = fail(store.error()));
     // The health check alone reads only what its verdict needs (cheap at any size).
-    auto snapshot = a->check ? read_health(*db, now_ms(), t) : read_status(*db, now_ms());
+    auto snapshot = a->check ? (*store)->read_health(now_ms(), t) : (*store)->read_status(now_ms());
     if (!snapshot) return void(exit_code = fail(snapshot.error()));
     Health health = evaluate_health(*snapshot, t);
     const std::string verdict =
