@@ -13,7 +13,7 @@
 #include "storage/status.h"
 #include "storage/import.h"
 #include "tools/metrix-relay/cli.h"
-#include "tools/metrix-relay/operator_args.h"
+#include "tools/metrix-relay/output.h"
 #include "storage/time_text.h"
 
 namespace metrix::cli {

@@ -3,6 +3,7 @@
 #include "storage/rows.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
+#include "tools/metrix-relay/output.h"
 
 namespace metrix::cli {
 

@@ -6,7 +6,7 @@
 #include "relay/config.h"
 #include "storage/repair.h"
 #include "tools/metrix-relay/cli.h"
-#include "tools/metrix-relay/operator_args.h"
+#include "tools/metrix-relay/output.h"
 #include "tools/metrix-relay/status_flag.h"
 
 namespace metrix::cli {

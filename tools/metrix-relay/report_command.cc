@@ -6,6 +6,7 @@
 #include "storage/row_filter.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/operator_args.h"
+#include "tools/metrix-relay/output.h"
 
 namespace metrix::cli {
 

@@ -4,7 +4,7 @@
 #include "storage/status.h"
 #include "tools/metrix-relay/cli.h"
 #include "storage/time_text.h"
-#include "tools/metrix-relay/operator_args.h"
+#include "tools/metrix-relay/output.h"
 
 namespace metrix::cli {
 

@@ -7,7 +7,7 @@
 #include "storage/row_filter.h"
 #include "storage/status.h"
 #include "tools/metrix-relay/cli.h"
-#include "tools/metrix-relay/operator_args.h"
+#include "tools/metrix-relay/output.h"
 #include "storage/time_text.h"
 
 namespace metrix::cli {
