@@ -4,6 +4,7 @@
 
 #include "storage/check.h"
 #include "tools/metrix-relay/cli.h"
+#include "relay/remedy.h"
 
 namespace metrix::cli {
 
@@ -30,7 +31,7 @@ void add_check(CLI::App& app, int& exit_code) {
   cmd->callback([args, &exit_code] {
     auto report = args->repair ? repair_outbox(args->db, now_ms()) : check_outbox(args->db, args->quick, now_ms());
     if (!report) {
-      exit_code = fail(report.error());
+      exit_code = fail(with_remedy(report.error(), args->db));
       return;
     }
     auto level_name = [](CheckFinding::Level l) {
