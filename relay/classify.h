@@ -1,5 +1,6 @@
-// What an answer from Metrix means for the row: DESIGN.md's answer table, in one pure
-// function. No I/O, no clock, no randomness: the relay applies the verdict.
+// What an answer from Metrix means for the row: the answer table of README "Running the
+// relay", in one pure function. No I/O, no clock, no randomness: relay/policy.h turns the
+// verdict into the row's outcome.
 #pragma once
 
 #include <cstdint>
