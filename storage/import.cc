@@ -1,8 +1,6 @@
 #include "storage/import.h"
 
 #include <algorithm>
-#include <atomic>
-#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -205,198 +203,6 @@ class CheckPool {
   std::vector<std::thread> workers_;
 };
 
-// The validation trigger's rules as one query over a batch of rows.
-//
-// Every statement of metrix_outbox_validate has the shape `SELECT RAISE(ABORT, 'field: rule')
-// [FROM ...] WHERE <the rule is broken>`: it produces a row -- and RAISE aborts -- exactly
-// when the rule is broken. Rewritten as the scalar subquery `(SELECT 'field:
-// rule' [FROM ...] WHERE ...)` with NEW.x read from the batch row, the statements become the
-// arguments of one coalesce(): the first broken rule's message, or NULL for a valid row --
-// the trigger's verdict, without a trigger program and a statement journal per row (measured:
-// ~40% less CPU per line). The text comes from the database's own trigger, so the rules still
-// live in one place. Any statement of another shape, a second RAISE, a NEW column the batch
-// does not have: nullopt, and the trigger itself is used.
-std::optional<std::string> rules_as_query(std::string_view trigger) {
-  auto word_at = [&](size_t i, std::string_view word) {
-    if (i + word.size() > trigger.size()) return false;
-    for (size_t k = 0; k < word.size(); ++k) {
-      if (std::toupper(static_cast<unsigned char>(trigger[i + k])) != word[k]) return false;
-    }
-    auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-    return (i == 0 || !ident(trigger[i - 1])) && (word.back() == '.' || word.back() == '(' ||
-                                                  i + word.size() == trigger.size() || !ident(trigger[i + word.size()]));
-  };
-  // The end of a quoted token or comment starting at i, or i itself for ordinary text.
-  auto skip_quoted = [&](size_t i) -> size_t {
-    char c = trigger[i];
-    if (c == '\'' || c == '"' || c == '`' || c == '[') {
-      char close = c == '[' ? ']' : c;
-      for (size_t k = i + 1; k < trigger.size(); ++k) {
-        if (trigger[k] == close) {
-          if (close != ']' && k + 1 < trigger.size() && trigger[k + 1] == close) {
-            ++k;
-            continue;
-          }
-          return k + 1;
-        }
-      }
-      return std::string_view::npos;
-    }
-    if (trigger.substr(i, 2) == "--") {
-      size_t end = trigger.find('\n', i);
-      return end == std::string_view::npos ? trigger.size() : end + 1;
-    }
-    if (trigger.substr(i, 2) == "/*") {
-      size_t end = trigger.find("*/", i + 2);
-      return end == std::string_view::npos ? std::string_view::npos : end + 2;
-    }
-    return i;
-  };
-
-  // The body: after the first BEGIN, up to the last END.
-  size_t begin = std::string_view::npos, end = std::string_view::npos;
-  for (size_t i = 0; i < trigger.size();) {
-    size_t skipped = skip_quoted(i);
-    if (skipped == std::string_view::npos) return std::nullopt;
-    if (skipped != i) {
-      i = skipped;
-      continue;
-    }
-    if (begin == std::string_view::npos && word_at(i, "BEGIN")) begin = i + 5;
-    else if (begin != std::string_view::npos && word_at(i, "END")) end = i;
-    ++i;
-  }
-  if (begin == std::string_view::npos || end == std::string_view::npos) return std::nullopt;
-
-  std::vector<std::string> rules;
-  std::string current;
-  int raises = 0;
-  bool code = false;  // the statement so far holds more than blanks and comments
-  auto finish = [&]() -> bool {
-    if (!code) return true;  // blanks and comments only, e.g. after the last statement
-    if (raises != 1) return false;
-    rules.push_back("(" + current + "\n)");
-    return true;
-  };
-  for (size_t i = begin; i < end;) {
-    size_t skipped = skip_quoted(i);
-    if (skipped == std::string_view::npos || skipped > end) return std::nullopt;
-    if (skipped != i) {
-      current.append(trigger.substr(i, skipped - i));
-      if (trigger[i] != '-' && trigger[i] != '/') {
-        if (!code) return std::nullopt;  // a statement may not begin with a quoted name
-      }
-      i = skipped;
-      continue;
-    }
-    if (trigger[i] == ';') {
-      if (!finish()) return std::nullopt;
-      current.clear();
-      raises = 0;
-      code = false;
-      ++i;
-      continue;
-    }
-    if (!code && !is_ws(trigger[i])) {
-      // Only `SELECT RAISE(...) ...`: RAISE anywhere else (in a WHERE, say) would turn into a
-      // string that reads as false, and a broken rule would pass.
-      if (!word_at(i, "SELECT") || !word_at(skip_ws(trigger, i + 6), "RAISE")) return std::nullopt;
-      code = true;
-    }
-    if (word_at(i, "NEW.")) {
-      size_t col = i + 4, col_end = col;
-      while (col_end < end && (std::isalnum(static_cast<unsigned char>(trigger[col_end])) || trigger[col_end] == '_')) ++col_end;
-      std::string column(trigger.substr(col, col_end - col));
-      for (auto& ch : column) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (column != "payload" && column != "app_id" && column != "dedup_key") return std::nullopt;
-      current += "b." + column;
-      i = col_end;
-      continue;
-    }
-    if (word_at(i, "RAISE")) {
-      // RAISE ( ABORT , 'message' )  ->  'message'
-      size_t k = skip_ws(trigger, i + 5);
-      if (k >= end || trigger[k] != '(') return std::nullopt;
-      k = skip_ws(trigger, k + 1);
-      if (!word_at(k, "ABORT")) return std::nullopt;
-      k = skip_ws(trigger, k + 5);
-      if (k >= end || trigger[k] != ',') return std::nullopt;
-      k = skip_ws(trigger, k + 1);
-      if (k >= end || trigger[k] != '\'') return std::nullopt;
-      size_t literal_end = skip_quoted(k);
-      if (literal_end == std::string_view::npos) return std::nullopt;
-      size_t close = skip_ws(trigger, literal_end);
-      if (close >= end || trigger[close] != ')') return std::nullopt;
-      current.append(trigger.substr(k, literal_end - k));
-      ++raises;
-      i = close + 1;
-      continue;
-    }
-    current.push_back(trigger[i]);
-    ++i;
-  }
-  if (!finish() || rules.empty()) return std::nullopt;
-  std::string query = "SELECT b.metrix_import_line, coalesce(";
-  for (const auto& r : rules) query += r + ",\n";
-  return query + "NULL) FROM temp.batch AS b ORDER BY b.metrix_import_line";
-}
-
-// Payloads that break each rule (and some that break none), to prove at start-up that the
-// rewritten rules give the trigger's verdicts before they are trusted.
-struct RuleProbe {
-  std::string payload;
-  std::optional<std::string> app_id, dedup_key;
-};
-std::vector<RuleProbe> rule_probes() {
-  const std::string ok = R"("metrixUserId":"u","eventSlug":"s","oaid":"o")";
-  std::vector<RuleProbe> probes;
-  for (const std::string& body : std::vector<std::string>{
-           ok,
-           ok + R"(,"metrixSessionId":"x","customAttributes":{"_currency":"USD","a":"b"},"customMetrics":{"_revenue":1.5,"m":-2})",
-           ok + R"(,"eventTime":1700000000000,"deviceIp":"10.0.0.1")",
-           ok + R"(,"deviceIp":"2001:db8::1")",
-           ok + R"(,"deviceIp":"::ffff:192.168.1.1")",
-           R"("metrixUserId":"u","eventSlug":"s")",
-           R"("metrixUserId":"u","eventSlug":"s","idfa":"i","oaid":"o")",
-           R"("metrixUserId":"u","eventSlug":"s","idfa":"")",
-           R"("metrixUserId":"u","eventSlug":"s","idfa":7)",
-           R"("metrixUserId":"","eventSlug":"s","oaid":"o")",
-           R"("metrixUserId":1,"eventSlug":"s","oaid":"o")",
-           R"("metrixUserId":"u","oaid":"o")",
-           R"("metrixUserId":"u","eventSlug":"","oaid":"o")",
-           ok + R"(,"metrixSessionId":"")",
-           ok + R"(,"colour":"red")",
-           ok + R"(,"oaid":"again")",
-           ok + R"(,"customAttributes":{"a":"b","a":"c"})",
-           ok + R"(,"event\u0054ime":1)",
-           ok + R"(,"customAttributes":[])",
-           ok + R"(,"customAttributes":{"a":1})",
-           ok + R"(,"customMetrics":"x")",
-           ok + R"(,"customMetrics":{"m":"1"})",
-           ok + R"(,"customMetrics":{"_revenue":1})",
-           ok + R"(,"customAttributes":{"_currency":"IRR"})",
-           ok + R"(,"customAttributes":{"_currency":"GBP"},"customMetrics":{"_revenue":1})",
-           ok + R"(,"customAttributes":{"_currency":"IRR\u0000x"},"customMetrics":{"_revenue":1})",
-           ok + R"(,"eventTime":1700000000)",
-           ok + R"(,"eventTime":1700000000000.5)",
-           ok + R"(,"deviceIp":"1.2.3")",
-           ok + R"(,"deviceIp":"1.2.3.256")",
-           ok + R"(,"deviceIp":"01.2.3.4")",
-           ok + R"(,"deviceIp":"1::2::3")",
-           ok + R"(,"deviceIp":5)",
-       }) {
-    probes.push_back({"{" + body + "}", std::nullopt, std::nullopt});
-  }
-  for (std::string raw : {std::string("not json"), std::string("[1,2]"), std::string("{}"), std::string("\"text\""),
-                          "{" + ok + ",\"pad\":\"" + std::string(70000, 'x') + "\"}"}) {
-    probes.push_back({raw, std::nullopt, std::nullopt});
-  }
-  probes.push_back({"{" + ok + "}", std::string(""), std::nullopt});
-  probes.push_back({"{" + ok + "}", std::nullopt, std::string("")});
-  probes.push_back({"{" + ok + "}", std::string("app"), std::string("key")});
-  return probes;
-}
-
 struct Item {
   std::int64_t line = 0;
   bool blank = false;
@@ -429,38 +235,25 @@ class BatchValidator {
     return *validator;
   }
 
-  bool has_rules_query() const { return rules_.handle() != nullptr; }
-
   // Sets item.problem on every item the trigger refuses, and item.present (instead of
   // judging it) on every item whose dedup_key the target already holds: the writer skips
   // those, so re-running an import costs a lookup per line, not a validation.
   void check(std::vector<Item>& items) {
     mark_present(items);
-    std::vector<bool> suspect(items.size(), true);
-    if (rules_.handle()) {
-      // The rules as one query: lines it passes are valid; the lines it flags are judged
-      // again by the trigger itself, whose message is the one reported.
-      auto flagged = flag_broken_rules(items);
-      if (flagged) suspect = std::move(*flagged);
-    } else if (all_accepted(items)) {
-      return;
-    }
+    if (all_accepted(items)) return;
     run("BEGIN");
-    for (size_t i = 0; i < items.size(); ++i) {
-      Item& item = items[i];
-      if (item.blank || item.problem || item.present || !suspect[i]) continue;
+    for (Item& item : items) {
+      if (item.blank || item.problem || item.present) continue;
       if (auto problem = trigger_verdict(item)) item.problem = std::move(problem);
     }
     run("ROLLBACK");
   }
 
-  BatchValidator(Database db, Statement fill, Statement all, Statement one, Statement rules, Database target,
-                 Statement exists)
+  BatchValidator(Database db, Statement fill, Statement all, Statement one, Database target, Statement exists)
       : db_(std::move(db)),
         fill_(std::move(fill)),
         all_(std::move(all)),
         one_(std::move(one)),
-        rules_(std::move(rules)),
         target_(std::move(target)),
         exists_(std::move(exists)) {}
 
@@ -494,39 +287,8 @@ class BatchValidator {
     Statement one = prepare(
         "INSERT INTO main.metrix_outbox (payload, dedup_key, app_id) VALUES (?1, ?2, ?3) "
         "ON CONFLICT (dedup_key) DO NOTHING");
-    BatchValidator v(std::move(*db), std::move(fill), std::move(all), std::move(one), Statement(), std::move(*target),
-                     std::move(*exists));
-    v.adopt_rules_query();
-    return v;
-  }
-
-  // Prepares the trigger's rules as one query (rules_as_query) and keeps it only if it gives
-  // the trigger's verdict, message included, on every probe.
-  void adopt_rules_query() {
-    auto trigger = db_.prepare("SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = 'metrix_outbox_validate'");
-    if (!trigger) return;
-    auto row = trigger->step();
-    if (!row || !*row) return;
-    auto query = rules_as_query(trigger->text(0));
-    if (!query) return;
-    auto rules = db_.prepare(*query);
-    if (!rules) return;
-    rules_ = std::move(*rules);
-    std::vector<Item> probes;
-    for (auto& p : rule_probes()) {
-      Item item;
-      item.line = static_cast<std::int64_t>(probes.size()) + 1;
-      item.row = ImportLine{std::move(p.payload), std::move(p.dedup_key), std::move(p.app_id)};
-      probes.push_back(std::move(item));
-    }
-    auto flagged = flag_broken_rules(probes, true);
-    bool agrees = flagged.has_value();
-    run("BEGIN");
-    for (size_t i = 0; agrees && i < probes.size(); ++i) {
-      agrees = trigger_verdict(probes[i]) == probes[i].problem;
-    }
-    run("ROLLBACK");
-    if (!agrees) rules_ = Statement();
+    return BatchValidator(std::move(*db), std::move(fill), std::move(all), std::move(one), std::move(*target),
+                          std::move(*exists));
   }
 
   // The trigger's verdict on one line: its message, or nullopt if it accepts the line.
@@ -541,37 +303,6 @@ class BatchValidator {
       throw std::runtime_error(done.error().message);
     }
     return done.error().message;
-  }
-
-  // Runs the rules query on the batch: which lines break a rule (with `keep_messages`, the
-  // message goes to item.problem). nullopt if the query failed (then the trigger decides).
-  std::optional<std::vector<bool>> flag_broken_rules(std::vector<Item>& items, bool keep_messages = false) {
-    std::vector<bool> flagged(items.size(), false);
-    if (items.empty()) return flagged;
-    const std::int64_t first = items.front().line;
-    run("BEGIN");
-    fill_batch(items);
-    bool failed = false;
-    for (;;) {
-      auto row = rules_.step();
-      if (!row) {
-        failed = true;
-        break;
-      }
-      if (!*row) break;
-      if (rules_.is_null(1)) continue;
-      auto index = static_cast<size_t>(rules_.int64(0) - first);
-      if (index >= items.size()) {
-        failed = true;
-        break;
-      }
-      flagged[index] = true;
-      if (keep_messages) items[index].problem = rules_.text(1);
-    }
-    rules_.reset();
-    run("ROLLBACK");
-    if (failed) return std::nullopt;
-    return flagged;
   }
 
   void mark_present(std::vector<Item>& items) {
@@ -623,14 +354,14 @@ class BatchValidator {
   }
 
   Database db_;
-  Statement fill_, all_, one_, rules_;  // declared after db_: destroyed before it
+  Statement fill_, all_, one_;  // declared after db_: destroyed before it
   Database target_;
   Statement exists_;
 };
 
 // Parses (and, when `validate`, checks) every line of the batch. Runs on a pool thread;
 // an exception (out of memory) reaches the caller through the batch's future.
-void check_batch(Batch& batch, bool validate, const std::string& target, std::atomic<bool>& rules_query) {
+void check_batch(Batch& batch, bool validate, const std::string& target) {
   batch.items.resize(batch.text.size());
   for (size_t i = 0; i < batch.text.size(); ++i) {
     Item& item = batch.items[i];
@@ -650,9 +381,7 @@ void check_batch(Batch& batch, bool validate, const std::string& target, std::at
   batch.text.clear();
   batch.text.shrink_to_fit();
   if (!validate) return;
-  BatchValidator& validator = BatchValidator::for_this_thread(target);
-  if (!validator.has_rules_query()) rules_query = false;
-  validator.check(batch.items);
+  BatchValidator::for_this_thread(target).check(batch.items);
 }
 
 Result<std::vector<std::string>> outbox_triggers(Database& db) {
@@ -818,7 +547,6 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
     return {};
   };
 
-  std::atomic<bool> rules_query{bypass};  // declared before the pool: outlives its threads
   CheckPool pool(threads);
   std::deque<std::pair<std::shared_ptr<Batch>, std::future<void>>> in_flight;
   const size_t max_in_flight = static_cast<size_t>(threads) * 3;
@@ -844,7 +572,7 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
       }
       if (batch->text.empty()) break;
       auto future = pool.submit(
-          [batch, bypass, target = db.path(), &rules_query] { check_batch(*batch, bypass, target, rules_query); });
+          [batch, bypass, target = db.path()] { check_batch(*batch, bypass, target); });
       in_flight.emplace_back(std::move(batch), std::move(future));
     }
     if (in_flight.empty() || stop) break;
@@ -868,7 +596,6 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
   if (!stop) {
     if (auto s = end_chunk(report.lines); !s) return s.error();
   }
-  report.rules_query = rules_query.load();
   if (!report.problems.empty() && chunk == 0) {
     report.inserted = report.skipped = 0;
     report.committed_lines = 0;

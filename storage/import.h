@@ -28,9 +28,6 @@
 // metrix_outbox are exactly this build's (same names, same SQL text), they are switched off
 // for the writer's connection only, so no line is validated twice; otherwise (someone added
 // or changed a trigger) the writer lets every trigger run as usual, and is slower.
-// The checks run the trigger's statements, rewritten into one query per batch, when that
-// rewrite gives the trigger's verdicts on a set of probes (see rules_as_query in import.cc);
-// a line the query flags is judged again by the trigger, whose message is reported.
 // Call sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) before SQLite's first use in the process:
 // with it on, the checking threads serialize on SQLite's allocation-statistics mutex.
 #pragma once
@@ -88,7 +85,6 @@ struct ImportReport {
   std::int64_t committed_lines = 0;  // lines 1..committed_lines are in the database
   std::vector<LineProblem> problems; // in line order; empty: the whole input was imported
   bool triggers_bypassed = false;    // the writer relied on the parallel checks (see above)
-  bool rules_query = false;          // ... which ran the trigger's rules as one query per batch
 };
 
 // Reads the next line (without its newline) into `line`; false at the end of the input.
