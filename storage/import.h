@@ -3,7 +3,7 @@
 //
 // A line is either a bare S2S payload (a JSON object) or a wrapper
 //   {"payload": {...}, "dedup_key": "order-1234", "app_id": "my-app"}
-// (dedup_key and app_id optional). Blank lines are skipped.
+// (dedup_key and app_id optional; see storage/import_lines.h). Blank lines are skipped.
 //
 // Idempotence comes from dedup keys: a line whose dedup_key is already in the outbox (from
 // an earlier run, or earlier in the same file) is skipped and counted -- and not checked
@@ -34,28 +34,14 @@
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "storage/database.h"
+#include "storage/import_lines.h"
 #include "storage/result.h"
 
 namespace metrix {
-
-// One line, understood.
-struct ImportLine {
-  std::string payload;  // the payload's bytes exactly as in the file
-  std::optional<std::string> dedup_key;
-  std::optional<std::string> app_id;
-};
-
-// Splits a line into payload and options. A line that is a JSON object with a "payload" key
-// is a wrapper; anything else is a bare payload (judged by the validation rules). Errc::
-// invalid_event with "field: rule" for a malformed wrapper (an unknown key, a dedup_key
-// that is not a string, ...). Does not validate the payload itself.
-Result<ImportLine> parse_import_line(std::string_view line);
 
 struct ImportOptions {
   std::int64_t chunk_lines = 0;  // 0: all or nothing; N: commit every N lines
