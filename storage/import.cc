@@ -1,253 +1,17 @@
 #include "storage/import.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <deque>
-#include <future>
 #include <memory>
-#include <mutex>
 #include <thread>
 
-#include <fmt/format.h>
-
 #include "storage/event.h"
+#include "storage/import_checkers.h"
 #include "storage/migrate.h"
 
 namespace metrix {
 
 namespace {
-
-// A fixed set of threads running jobs in any order; futures give the results back in the
-// order the caller wants them. The destructor finishes the queued jobs, then joins.
-class CheckPool {
- public:
-  explicit CheckPool(int threads) {
-    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
-  }
-  ~CheckPool() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    ready_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-  CheckPool(const CheckPool&) = delete;
-  CheckPool& operator=(const CheckPool&) = delete;
-
-  std::future<void> submit(std::function<void()> job) {
-    std::packaged_task<void()> task(std::move(job));
-    auto done = task.get_future();
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(task));
-    }
-    ready_.notify_one();
-    return done;
-  }
-
- private:
-  void work() {
-    for (;;) {
-      std::packaged_task<void()> task;
-      {
-        std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        task = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      task();  // an exception is kept in the future
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::packaged_task<void()>> queue_;
-  bool stopping_ = false;
-  std::vector<std::thread> workers_;
-};
-
-struct Item {
-  std::int64_t line = 0;
-  bool blank = false;
-  ImportLine row;
-  std::optional<std::string> problem;  // "field: rule"
-  bool present = false;  // its dedup_key was in the outbox when checked: not judged by the pool
-};
-
-struct Batch {
-  std::vector<std::string> text;
-  std::int64_t first_line = 0;
-  std::vector<Item> items;
-};
-
-// A private in-memory outbox with this build's migrations: inserting a row into it runs the
-// very validation trigger the real outbox runs. One per checking thread. Rows are inserted
-// inside a transaction that is rolled back after each batch, so the table stays empty.
-//
-// A batch goes in as ONE multi-row INSERT first: the trigger still judges every row, but the
-// statement's fixed costs are paid once per batch instead of once per row (a third of the
-// time per line, measured). Only when that statement is refused -- some line is bad, and
-// the error names the first one only -- is the batch inserted again row by row, to find
-// every bad line and its rule. (storage/event.h's validate_payload is the one-row version.)
-class BatchValidator {
- public:
-  // `target`: the database being imported into, read to skip lines already there.
-  static BatchValidator& for_this_thread(const std::string& target) {
-    thread_local std::unique_ptr<BatchValidator> validator;
-    if (!validator) validator = std::make_unique<BatchValidator>(make(target));
-    return *validator;
-  }
-
-  // Sets item.problem on every item the trigger refuses, and item.present (instead of
-  // judging it) on every item whose dedup_key the target already holds: the writer skips
-  // those, so re-running an import costs a lookup per line, not a validation.
-  void check(std::vector<Item>& items) {
-    mark_present(items);
-    if (all_accepted(items)) return;
-    run("BEGIN");
-    for (Item& item : items) {
-      if (item.blank || item.problem || item.present) continue;
-      if (auto problem = trigger_verdict(item)) item.problem = std::move(problem);
-    }
-    run("ROLLBACK");
-  }
-
-  BatchValidator(Database db, Statement fill, Statement all, Statement one, Database target, Statement exists)
-      : db_(std::move(db)),
-        fill_(std::move(fill)),
-        all_(std::move(all)),
-        one_(std::move(one)),
-        target_(std::move(target)),
-        exists_(std::move(exists)) {}
-
- private:
-  static BatchValidator make(const std::string& target_path) {
-    auto target = Database::open(target_path);
-    if (!target) throw std::runtime_error(target.error().message);
-    auto exists = target->prepare("SELECT 1 FROM metrix_outbox WHERE dedup_key = ?1");
-    if (!exists) throw std::runtime_error(exists.error().message);
-    auto db = Database::open_memory();
-    if (!db) throw std::runtime_error(db.error().message);  // out of memory: nothing to recover
-    if (auto m = migrate(*db); !m) throw std::runtime_error(m.error().message);
-    // No column types: values keep the type they were bound with, as NEW.x does in the trigger.
-    if (auto s = db->exec(
-            "CREATE TEMP TABLE batch (metrix_import_line INTEGER PRIMARY KEY, payload, dedup_key, app_id)");
-        !s) {
-      throw std::runtime_error(s.error().message);
-    }
-    auto prepare = [&](std::string_view sql) {
-      auto stmt = db->prepare(sql);
-      if (!stmt) throw std::runtime_error(stmt.error().message);
-      return std::move(*stmt);
-    };
-    Statement fill =
-        prepare("INSERT INTO temp.batch (metrix_import_line, payload, dedup_key, app_id) VALUES (?4, ?1, ?2, ?3)");
-    // "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint. A dedup_key
-    // seen earlier in the input is no error: the writer skips it.
-    Statement all = prepare(
-        "INSERT INTO main.metrix_outbox (payload, dedup_key, app_id) SELECT payload, dedup_key, app_id "
-        "FROM temp.batch WHERE true ORDER BY metrix_import_line ON CONFLICT (dedup_key) DO NOTHING");
-    Statement one = prepare(
-        "INSERT INTO main.metrix_outbox (payload, dedup_key, app_id) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT (dedup_key) DO NOTHING");
-    return BatchValidator(std::move(*db), std::move(fill), std::move(all), std::move(one), std::move(*target),
-                          std::move(*exists));
-  }
-
-  // The trigger's verdict on one line: its message, or nullopt if it accepts the line.
-  // Call inside a transaction that is rolled back.
-  std::optional<std::string> trigger_verdict(const Item& item) {
-    bind_row(one_, item);
-    auto done = one_.step();
-    one_.reset();
-    if (done) return std::nullopt;
-    if (done.error().code != Errc::invalid_event) {
-      run("ROLLBACK");
-      throw std::runtime_error(done.error().message);
-    }
-    return done.error().message;
-  }
-
-  void mark_present(std::vector<Item>& items) {
-    // One read transaction: one snapshot, and no lock taken per lookup.
-    auto snapshot = Transaction::begin_read(target_.handle());
-    if (!snapshot) throw std::runtime_error(snapshot.error().message);
-    for (Item& item : items) {
-      if (item.blank || item.problem || !item.row.dedup_key) continue;
-      exists_.bind(1, std::string_view(*item.row.dedup_key));
-      auto found = exists_.step();
-      exists_.reset();
-      if (!found) throw std::runtime_error(found.error().message);
-      item.present = *found;
-    }
-  }
-
-  // Copies the lines still to be judged into temp.batch. Call inside a transaction that is
-  // rolled back.
-  void fill_batch(const std::vector<Item>& items) {
-    for (const Item& item : items) {
-      if (item.blank || item.problem || item.present) continue;
-      bind_row(fill_, item);
-      fill_.bind(4, item.line);
-      if (auto s = fill_.run(); !s) {
-        run("ROLLBACK");
-        throw std::runtime_error(s.error().message);
-      }
-    }
-  }
-
-  void run(std::string_view sql) {
-    if (auto s = db_.exec(sql); !s) throw std::runtime_error(s.error().message);
-  }
-
-  static void bind_row(Statement& s, const Item& item) {
-    s.bind(1, std::string_view(item.row.payload)).bind(2, item.row.dedup_key).bind(3, item.row.app_id);
-  }
-
-  // True when the trigger accepts every line of the batch in one statement.
-  bool all_accepted(const std::vector<Item>& items) {
-    run("BEGIN");
-    fill_batch(items);
-    auto done = all_.step();
-    all_.reset();
-    run("ROLLBACK");
-    if (done) return true;
-    if (done.error().code != Errc::invalid_event) throw std::runtime_error(done.error().message);
-    return false;
-  }
-
-  Database db_;
-  Statement fill_, all_, one_;  // declared after db_: destroyed before it
-  Database target_;
-  Statement exists_;
-};
-
-// Parses (and, when `validate`, checks) every line of the batch. Runs on a pool thread;
-// an exception (out of memory) reaches the caller through the batch's future.
-void check_batch(Batch& batch, bool validate, const std::string& target) {
-  batch.items.resize(batch.text.size());
-  for (size_t i = 0; i < batch.text.size(); ++i) {
-    Item& item = batch.items[i];
-    item.line = batch.first_line + static_cast<std::int64_t>(i);
-    const std::string& text = batch.text[i];
-    if (is_blank_import_line(text)) {
-      item.blank = true;
-      continue;
-    }
-    auto parsed = parse_import_line(text);
-    if (!parsed) {
-      item.problem = parsed.error().message;
-      continue;
-    }
-    item.row = std::move(*parsed);
-  }
-  batch.text.clear();
-  batch.text.shrink_to_fit();
-  if (!validate) return;
-  BatchValidator::for_this_thread(target).check(batch.items);
-}
 
 Result<std::vector<std::string>> outbox_triggers(Database& db) {
   auto s = db.prepare(
@@ -265,7 +29,7 @@ Result<std::vector<std::string>> outbox_triggers(Database& db) {
 }
 
 // True when the database's triggers on metrix_outbox are exactly this build's: then a row
-// the in-memory validators accepted is a row the database would accept.
+// the in-memory checkers accepted is a row the database would accept.
 Result<bool> triggers_are_known(Database& db) {
   auto reference = Database::open_memory();
   if (!reference) return reference.error();
@@ -347,14 +111,14 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
     return {};
   };
 
-  auto write = [&](Batch& batch) -> Status {
-    for (Item& item : batch.items) {
-      if (item.line > chunk_end) {
+  auto write = [&](LineBatch& batch) -> Status {
+    for (CheckedLine& item : batch.lines) {
+      if (item.number > chunk_end) {
         if (auto s = end_chunk(chunk_end); !s) return s;
         if (stop) return {};
         chunk_end += chunk;
       }
-      report.lines = item.line;
+      report.lines = item.number;
       if (item.blank) {
         ++report.blank;
         continue;
@@ -399,7 +163,7 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
         }
       }
       if (item.problem) {
-        report.problems.push_back(LineProblem{item.line, with_key_named(db.handle(), item.row.payload, *item.problem)});
+        report.problems.push_back(LineProblem{item.number, with_key_named(db.handle(), item.row.payload, *item.problem)});
         if (!doomed) {
           // Nothing of this chunk will be written: give the lock back now, and only
           // check the rest of the chunk for more bad lines.
@@ -412,14 +176,14 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
     return {};
   };
 
-  CheckPool pool(threads);
-  std::deque<std::pair<std::shared_ptr<Batch>, std::future<void>>> in_flight;
+  CheckPool pool(threads, db.path(), bypass);
+  std::deque<std::pair<std::shared_ptr<LineBatch>, std::future<Status>>> in_flight;  // destroyed before the pool
   const size_t max_in_flight = static_cast<size_t>(threads) * 3;
   std::int64_t next_line_number = 1;
   bool eof = false;
   for (;;) {
     while (!eof && !stop && in_flight.size() < max_in_flight) {
-      auto batch = std::make_shared<Batch>();
+      auto batch = std::make_shared<LineBatch>();
       batch->first_line = next_line_number;
       batch->text.reserve(static_cast<size_t>(batch_lines));
       std::string line;
@@ -436,18 +200,13 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
         ++next_line_number;
       }
       if (batch->text.empty()) break;
-      auto future = pool.submit(
-          [batch, bypass, target = db.path()] { check_batch(*batch, bypass, target); });
-      in_flight.emplace_back(std::move(batch), std::move(future));
+      auto checked = pool.submit(batch);
+      in_flight.emplace_back(std::move(batch), std::move(checked));
     }
     if (in_flight.empty() || stop) break;
-    auto [batch, future] = std::move(in_flight.front());
+    auto [batch, checked] = std::move(in_flight.front());
     in_flight.pop_front();
-    try {
-      future.get();
-    } catch (const std::exception& e) {
-      return Error{Errc::io, fmt::format("checking lines {}..: {}", batch->first_line, e.what())};
-    }
+    if (auto s = checked.get(); !s) return s.error();
     if (auto s = write(*batch); !s) return s.error();
     if (progress) {
       seen.lines = report.lines;

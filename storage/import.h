@@ -21,13 +21,12 @@
 //   before it stay. A crash keeps the chunks committed so far. Either way, re-running the
 //   whole file finishes the job (dedup keys).
 //
-// Speed: the trigger costs ~60 us of CPU per line, far more than the insert itself. So lines
-// are checked in parallel, one thread per core, each on a private in-memory outbox created
-// by this build's migrations (the very trigger; see validate_payload in storage/event.h);
-// the writer then inserts the checked rows in input order. When the target's triggers on
-// metrix_outbox are exactly this build's (same names, same SQL text), they are switched off
-// for the writer's connection only, so no line is validated twice; otherwise (someone added
-// or changed a trigger) the writer lets every trigger run as usual, and is slower.
+// Speed: lines are checked in parallel by the trigger itself, one thread per core, each on a
+// private in-memory outbox (storage/import_checkers.h); the writer then inserts the checked
+// rows in input order. When the target's triggers on metrix_outbox are exactly this build's
+// (same names, same SQL text), they are switched off for the writer's connection only, so no
+// line is validated twice; otherwise (someone added or changed a trigger) the writer lets
+// every trigger run as usual, and is slower.
 // Call sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) before SQLite's first use in the process:
 // with it on, the checking threads serialize on SQLite's allocation-statistics mutex.
 #pragma once
