@@ -92,6 +92,7 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
   std::int64_t chunk_end = chunk > 0 ? chunk : INT64_MAX;
   std::int64_t open_inserted = 0, open_skipped = 0;
   ImportProgress seen;
+  std::optional<TriggerCheck> trigger;  // the writer's own, made when first needed
 
   // Ends the chunk that covers lines up to `last_line`: commits it, or throws it away.
   auto end_chunk = [&](std::int64_t last_line) -> Status {
@@ -147,7 +148,16 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
         // Lines the pool did not judge: a key that was present when checked and is gone now
         // (purged meanwhile), or -- with the database's triggers on and the chunk already
         // lost -- lines that will not be written but must still be reported if bad.
-        if (auto v = validate_payload(item.row.payload, item.row.app_id, item.row.dedup_key)) item.problem = v->message();
+        // Judged here by the trigger, like every other line: validate_payload() would report
+        // SQLite failing (out of memory) as the line's problem.
+        if (!trigger) {
+          auto made = TriggerCheck::open();
+          if (!made) return made.error();
+          trigger.emplace(std::move(*made));
+        }
+        auto verdict = trigger->verdict(item.row);
+        if (!verdict) return verdict.error();
+        item.problem = std::move(*verdict);
       }
       if (!item.problem && !doomed) {
         insert->bind(1, std::string_view(item.row.payload)).bind(2, item.row.dedup_key).bind(3, item.row.app_id);

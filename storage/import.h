@@ -77,9 +77,10 @@ using LineReader = std::function<Result<bool>(std::string& line)>;
 
 // Imports every line `next_line` gives. Bad lines are not errors of this function: they
 // are in the report (and nothing of their transaction is written). The error value is for
-// a failure of the input or the database (Errc::io, busy, schema): nothing of the open
-// transaction is written; earlier chunks stay. `progress` (may be empty) is called from
-// this thread after every batch.
+// a failure of the input (the reader's error, as it gave it) or of the database (Errc::io,
+// busy, schema; never invalid_event: SQLite failing is never taken for a bad line): nothing
+// of the open transaction is written; earlier chunks stay. `progress` (may be empty) is
+// called from this thread after every batch.
 Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress = {});
 
