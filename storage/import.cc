@@ -1,9 +1,13 @@
 #include "storage/import.h"
 
 #include <algorithm>
+#include <cassert>
 #include <deque>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <thread>
+#include <utility>
 
 #include "storage/event.h"
 #include "storage/import_checkers.h"
@@ -60,19 +64,197 @@ class TriggersOff {
   bool active_ = false;
 };
 
+// Writes the checked lines into the outbox, in input order, a transaction per chunk (all or
+// nothing: one chunk that ends with the input), and counts what it did.
+//
+//   between --a line--> open --the chunk ends--> between       (committed)
+//   between, open --a bad line--> doomed                       (rolled back at once)
+//   doomed --the chunk ends, chunked--> stopped                (nothing more is read)
+class ChunkWriter {
+ public:
+  enum class State {
+    between,  // no transaction: the next line that is not blank begins the chunk's
+    open,     // the chunk's transaction is open; its good lines are written as they come
+    doomed,   // the chunk has a bad line: nothing of it is written, its other lines are only checked
+    stopped,  // a chunk was doomed in a chunked import: it ends there
+  };
+
+  ChunkWriter(Database& db, Statement insert, Statement exists, bool triggers_bypassed, std::int64_t chunk_lines)
+      : db_(db),
+        insert_(std::move(insert)),
+        exists_(std::move(exists)),
+        bypass_(triggers_bypassed),
+        chunk_lines_(chunk_lines),
+        chunk_end_(chunk_lines > 0 ? chunk_lines : std::numeric_limits<std::int64_t>::max()) {
+    report_.triggers_bypassed = triggers_bypassed;
+  }
+
+  // Takes the next lines of the input, up to the end or until the import stops.
+  Status write(std::vector<CheckedLine>& lines) {
+    for (CheckedLine& line : lines) {
+      if (auto s = take(line); !s) return s;
+      if (state_ == State::stopped) break;
+    }
+    return {};
+  }
+
+  // The input ended: the last chunk ends there.
+  Result<ImportReport> finish() {
+    if (state_ != State::stopped) {
+      if (auto s = end_chunk(report_.lines); !s) return s.error();
+    }
+    if (!report_.problems.empty() && chunk_lines_ == 0) {
+      report_.inserted = report_.skipped = 0;
+      report_.committed_lines = 0;
+    }
+    return report_;
+  }
+
+  State state() const { return state_; }
+
+  ImportProgress progress() const {
+    ImportProgress p;
+    p.lines = report_.lines;
+    p.inserted = report_.inserted + open_inserted_;
+    p.skipped = report_.skipped + open_skipped_;
+    p.problems = static_cast<std::int64_t>(report_.problems.size());
+    p.committed_lines = report_.committed_lines;
+    return p;
+  }
+
+ private:
+  Status take(CheckedLine& line) {
+    assert(state_ != State::stopped);
+    assert(line.number == report_.lines + 1);  // every line once, in input order
+    assert(tx_.has_value() == (state_ == State::open));
+    if (line.number > chunk_end_) {
+      if (auto s = end_chunk(chunk_end_); !s) return s;
+      if (state_ == State::stopped) return {};
+      chunk_end_ += chunk_lines_;
+    }
+    report_.lines = line.number;
+    if (line.blank) {
+      ++report_.blank;
+      return {};
+    }
+    if (state_ == State::between) {
+      auto begun = Transaction::begin(db_.handle());
+      if (!begun) return begun.error();
+      tx_.emplace(std::move(*begun));
+      state_ = State::open;
+    }
+    // With the parallel checks on, a good line whose key they did not find needs no look
+    // here: INSERT ... ON CONFLICT DO NOTHING skips it if the key arrived since.
+    if (line.row.dedup_key && (!bypass_ || line.present || line.problem)) {
+      // Already in the outbox (an earlier run, or earlier in this input): skipped, and not
+      // checked, even when the line is bad: the event with this key is there, and this line
+      // will not be written (as import.h promises; found by fuzzing).
+      auto found = already_there(*line.row.dedup_key);
+      if (!found) return found.error();
+      if (*found) {
+        ++open_skipped_;
+        return {};
+      }
+    }
+    if (!line.problem && (line.present || (state_ == State::doomed && !bypass_))) {
+      // Lines the pool did not judge: a key that was present when checked and is gone now
+      // (purged meanwhile), or -- with the database's triggers on and the chunk already
+      // lost -- lines that will not be written but must still be reported if bad.
+      auto verdict = judge_here(line.row);
+      if (!verdict) return verdict.error();
+      line.problem = std::move(*verdict);
+    }
+    if (!line.problem && state_ == State::open) {
+      insert_.bind(1, std::string_view(line.row.payload)).bind(2, line.row.dedup_key).bind(3, line.row.app_id);
+      auto done = insert_.step();
+      insert_.reset();
+      if (!done) {
+        if (done.error().code != Errc::invalid_event) return done.error();
+        line.problem = done.error().message;  // the database's own trigger refused it
+      } else if (sqlite3_changes(db_.handle()) == 1) {
+        ++open_inserted_;
+      } else {
+        ++open_skipped_;
+      }
+    }
+    if (line.problem) {
+      report_.problems.push_back(LineProblem{line.number, with_key_named(db_.handle(), line.row.payload, *line.problem)});
+      // Nothing of this chunk will be written: give the lock back now, and only check the
+      // rest of the chunk for more bad lines.
+      if (state_ == State::open) doom();
+    }
+    return {};
+  }
+
+  void doom() {
+    tx_.reset();
+    state_ = State::doomed;
+    open_inserted_ = open_skipped_ = 0;
+  }
+
+  // Ends the chunk of lines up to `last_line`: commits it, or leaves it unwritten if doomed.
+  Status end_chunk(std::int64_t last_line) {
+    switch (state_) {
+      case State::doomed:
+        if (chunk_lines_ > 0) state_ = State::stopped;
+        return {};
+      case State::open:
+        if (auto s = tx_->commit(); !s) return s;
+        tx_.reset();
+        state_ = State::between;
+        break;
+      case State::between:
+        break;
+      case State::stopped:
+        assert(false && "a stopped import ends no chunk");
+        return {};
+    }
+    report_.inserted += open_inserted_;
+    report_.skipped += open_skipped_;
+    open_inserted_ = open_skipped_ = 0;
+    report_.committed_lines = last_line;
+    return {};
+  }
+
+  Result<bool> already_there(const std::string& dedup_key) {
+    exists_.bind(1, std::string_view(dedup_key));
+    auto found = exists_.step();
+    exists_.reset();
+    return found;
+  }
+
+  // The trigger's verdict on a line, on this thread's own in-memory outbox (made when first
+  // needed: most imports never need it).
+  Result<std::optional<std::string>> judge_here(const ImportLine& row) {
+    if (!trigger_) {
+      auto made = TriggerCheck::open();
+      if (!made) return made.error();
+      trigger_.emplace(std::move(*made));
+    }
+    return trigger_->verdict(row);
+  }
+
+  Database& db_;
+  Statement insert_, exists_;
+  const bool bypass_;
+  const std::int64_t chunk_lines_;  // 0: all or nothing
+  std::int64_t chunk_end_;          // the last line of the current chunk
+  State state_ = State::between;
+  std::optional<Transaction> tx_;   // open exactly in State::open
+  std::int64_t open_inserted_ = 0, open_skipped_ = 0;  // the open chunk's, not yet in report_
+  ImportReport report_;
+  std::optional<TriggerCheck> trigger_;
+};
+
 }  // namespace
 
 Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress) {
-  ImportReport report;
   auto known = triggers_are_known(db);
   if (!known) return known.error();
   std::optional<TriggersOff> triggers_off;
-  if (*known) {
-    triggers_off.emplace(db.handle());
-    report.triggers_bypassed = triggers_off->active();
-  }
-  const bool bypass = report.triggers_bypassed;
+  if (*known) triggers_off.emplace(db.handle());
+  const bool bypass = triggers_off && triggers_off->active();
   // A large transaction touches many index pages; keeping them in memory keeps it fast.
   if (auto s = db.exec("PRAGMA cache_size = -65536"); !s) return s.error();
   auto insert = db.prepare(
@@ -80,119 +262,18 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
   if (!insert) return insert.error();
   auto exists = db.prepare("SELECT 1 FROM metrix_outbox WHERE dedup_key = ?1");
   if (!exists) return exists.error();
+  ChunkWriter writer(db, std::move(*insert), std::move(*exists), bypass, options.chunk_lines);
 
-  int threads = options.validators > 0 ? options.validators
-                                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = options.validators > 0 ? options.validators
+                                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const std::int64_t batch_lines = std::max<std::int64_t>(1, options.batch_lines);
-  const std::int64_t chunk = options.chunk_lines;  // 0: everything is one chunk
-
-  std::optional<Transaction> tx;
-  bool doomed = false;          // the open chunk has a bad line: nothing of it is written
-  bool stop = false;            // chunked: a chunk failed; read no further
-  std::int64_t chunk_end = chunk > 0 ? chunk : INT64_MAX;
-  std::int64_t open_inserted = 0, open_skipped = 0;
-  ImportProgress seen;
-  std::optional<TriggerCheck> trigger;  // the writer's own, made when first needed
-
-  // Ends the chunk that covers lines up to `last_line`: commits it, or throws it away.
-  auto end_chunk = [&](std::int64_t last_line) -> Status {
-    if (doomed) {
-      tx.reset();
-      if (chunk > 0) stop = true;
-      return {};
-    }
-    if (tx) {
-      if (auto s = tx->commit(); !s) return s;
-      tx.reset();
-    }
-    report.inserted += open_inserted;
-    report.skipped += open_skipped;
-    open_inserted = open_skipped = 0;
-    report.committed_lines = last_line;
-    return {};
-  };
-
-  auto write = [&](LineBatch& batch) -> Status {
-    for (CheckedLine& item : batch.lines) {
-      if (item.number > chunk_end) {
-        if (auto s = end_chunk(chunk_end); !s) return s;
-        if (stop) return {};
-        chunk_end += chunk;
-      }
-      report.lines = item.number;
-      if (item.blank) {
-        ++report.blank;
-        continue;
-      }
-      if (!doomed && !tx) {
-        auto begun = Transaction::begin(db.handle());
-        if (!begun) return begun.error();
-        tx.emplace(std::move(*begun));
-      }
-      // With the parallel checks on, a good line whose key they did not find needs no look
-      // here: INSERT ... ON CONFLICT DO NOTHING skips it if the key arrived since.
-      if (item.row.dedup_key && (!bypass || item.present || item.problem)) {
-        // Already in the outbox (an earlier run, or earlier in this input): skipped, and not
-        // checked, even when the line is bad: the event with this key is there, and this line
-        // will not be written (as import.h promises; found by fuzzing).
-        exists->bind(1, std::string_view(*item.row.dedup_key));
-        auto found = exists->step();
-        exists->reset();
-        if (!found) return found.error();
-        if (*found) {
-          ++open_skipped;
-          continue;
-        }
-      }
-      if (!item.problem && (item.present || (doomed && !bypass))) {
-        // Lines the pool did not judge: a key that was present when checked and is gone now
-        // (purged meanwhile), or -- with the database's triggers on and the chunk already
-        // lost -- lines that will not be written but must still be reported if bad.
-        // Judged here by the trigger, like every other line: validate_payload() would report
-        // SQLite failing (out of memory) as the line's problem.
-        if (!trigger) {
-          auto made = TriggerCheck::open();
-          if (!made) return made.error();
-          trigger.emplace(std::move(*made));
-        }
-        auto verdict = trigger->verdict(item.row);
-        if (!verdict) return verdict.error();
-        item.problem = std::move(*verdict);
-      }
-      if (!item.problem && !doomed) {
-        insert->bind(1, std::string_view(item.row.payload)).bind(2, item.row.dedup_key).bind(3, item.row.app_id);
-        auto done = insert->step();
-        insert->reset();
-        if (!done) {
-          if (done.error().code != Errc::invalid_event) return done.error();
-          item.problem = done.error().message;  // the database's own trigger refused it
-        } else if (sqlite3_changes(db.handle()) == 1) {
-          ++open_inserted;
-        } else {
-          ++open_skipped;
-        }
-      }
-      if (item.problem) {
-        report.problems.push_back(LineProblem{item.number, with_key_named(db.handle(), item.row.payload, *item.problem)});
-        if (!doomed) {
-          // Nothing of this chunk will be written: give the lock back now, and only
-          // check the rest of the chunk for more bad lines.
-          doomed = true;
-          tx.reset();
-          open_inserted = open_skipped = 0;
-        }
-      }
-    }
-    return {};
-  };
-
   CheckPool pool(threads, db.path(), bypass);
   std::deque<std::pair<std::shared_ptr<LineBatch>, std::future<Status>>> in_flight;  // destroyed before the pool
   const size_t max_in_flight = static_cast<size_t>(threads) * 3;
   std::int64_t next_line_number = 1;
   bool eof = false;
   for (;;) {
-    while (!eof && !stop && in_flight.size() < max_in_flight) {
+    while (!eof && writer.state() != ChunkWriter::State::stopped && in_flight.size() < max_in_flight) {
       auto batch = std::make_shared<LineBatch>();
       batch->first_line = next_line_number;
       batch->text.reserve(static_cast<size_t>(batch_lines));
@@ -213,28 +294,14 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
       auto checked = pool.submit(batch);
       in_flight.emplace_back(std::move(batch), std::move(checked));
     }
-    if (in_flight.empty() || stop) break;
+    if (in_flight.empty() || writer.state() == ChunkWriter::State::stopped) break;
     auto [batch, checked] = std::move(in_flight.front());
     in_flight.pop_front();
     if (auto s = checked.get(); !s) return s.error();
-    if (auto s = write(*batch); !s) return s.error();
-    if (progress) {
-      seen.lines = report.lines;
-      seen.inserted = report.inserted + open_inserted;
-      seen.skipped = report.skipped + open_skipped;
-      seen.problems = static_cast<std::int64_t>(report.problems.size());
-      seen.committed_lines = report.committed_lines;
-      progress(seen);
-    }
+    if (auto s = writer.write(batch->lines); !s) return s.error();
+    if (progress) progress(writer.progress());
   }
-  if (!stop) {
-    if (auto s = end_chunk(report.lines); !s) return s.error();
-  }
-  if (!report.problems.empty() && chunk == 0) {
-    report.inserted = report.skipped = 0;
-    report.committed_lines = 0;
-  }
-  return report;
+  return writer.finish();
 }
 
 }  // namespace metrix
