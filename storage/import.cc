@@ -9,6 +9,8 @@
 #include <thread>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "storage/event.h"
 #include "storage/import_checkers.h"
 #include "storage/migrate.h"
@@ -62,6 +64,33 @@ class TriggersOff {
  private:
   sqlite3* db_;
   bool active_ = false;
+};
+
+// Sets the connection's page cache for its lifetime, and puts the caller's setting back after.
+class CacheSize {
+ public:
+  static Result<CacheSize> set(Database& db, std::int64_t kib) {
+    auto read = db.prepare("PRAGMA cache_size");
+    if (!read) return read.error();
+    auto row = read->step();
+    if (!row) return row.error();
+    assert(*row);  // the pragma always answers with one row
+    CacheSize guard(db, read->int64(0));
+    if (auto s = db.exec(fmt::format("PRAGMA cache_size = {}", -kib)); !s) return s.error();
+    return guard;
+  }
+  CacheSize(CacheSize&& other) noexcept : db_(std::exchange(other.db_, nullptr)), previous_(other.previous_) {}
+  CacheSize& operator=(CacheSize&&) = delete;
+  ~CacheSize() {
+    // Only a number changes, with no I/O: it can fail only for want of memory, and then the
+    // connection keeps a larger cache, which is slower to give back but never wrong.
+    if (db_) (void)db_->exec(fmt::format("PRAGMA cache_size = {}", previous_));
+  }
+
+ private:
+  CacheSize(Database& db, std::int64_t previous) : db_(&db), previous_(previous) {}
+  Database* db_;
+  std::int64_t previous_;  // as the pragma gives it: pages if positive, KiB if negative
 };
 
 // Writes the checked lines into the outbox, in input order, a transaction per chunk (all or
@@ -256,7 +285,8 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
   if (*known) triggers_off.emplace(db.handle());
   const bool bypass = triggers_off && triggers_off->active();
   // A large transaction touches many index pages; keeping them in memory keeps it fast.
-  if (auto s = db.exec("PRAGMA cache_size = -65536"); !s) return s.error();
+  auto cache = CacheSize::set(db, 65536);
+  if (!cache) return cache.error();
   auto insert = db.prepare(
       "INSERT INTO metrix_outbox (payload, dedup_key, app_id) VALUES (?1, ?2, ?3) ON CONFLICT (dedup_key) DO NOTHING");
   if (!insert) return insert.error();

@@ -81,6 +81,9 @@ using LineReader = std::function<Result<bool>(std::string& line)>;
 // busy, schema; never invalid_event: SQLite failing is never taken for a bad line): nothing
 // of the open transaction is written; earlier chunks stay. `progress` (may be empty) is
 // called from this thread after every batch.
+//
+// `db` is left as it was found: its page cache size (raised for the import) and its
+// triggers (switched off for it) are put back on every path, error or not.
 Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress = {});
 

@@ -1,6 +1,6 @@
-// import_ndjson in this process, on a real outbox file: how it reports SQLite failing under
-// it (out of memory, a full disk, a lock held too long) -- as an error of the import, never
-// as a bad line.
+// import_ndjson in this process, on a real outbox file: what it leaves on the caller's
+// connection, and how it reports SQLite failing under it (out of memory, a full disk, a
+// lock held too long) -- as an error of the import, never as a bad line.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -22,10 +22,14 @@ const std::string kNoDeviceRule =
     "idfa/advertisingId/oaid: exactly one is required, none is set (Metrix answers "
     "IDFA_AND_ADVERTISING_ID_SHOULD_NOT_BE_NULL)";
 
-// Reads `lines` one after the other.
-LineReader reader_of(const std::vector<std::string>& lines) {
+// Reads `lines` one after the other; with `fail_after`, fails as a broken input would once
+// that many lines were read.
+LineReader reader_of(const std::vector<std::string>& lines, std::int64_t fail_after = -1) {
   auto next = std::make_shared<size_t>(0);
-  return [&lines, next](std::string& line) -> Result<bool> {
+  return [&lines, next, fail_after](std::string& line) -> Result<bool> {
+    if (fail_after >= 0 && static_cast<std::int64_t>(*next) == fail_after) {
+      return Error{Errc::io, "reading the input: gone"};
+    }
     if (*next == lines.size()) return false;
     line = lines[(*next)++];
     return true;
@@ -37,6 +41,19 @@ std::vector<std::string> good_lines(int n, bool keys = true) {
   std::vector<std::string> lines;
   for (int i = 1; i <= n; ++i) lines.push_back(import_line(i, keys ? "key-" + std::to_string(i) : ""));
   return lines;
+}
+
+std::int64_t cache_size(Database& db) {
+  auto s = db.prepare("PRAGMA cache_size");
+  REQUIRE(s);
+  REQUIRE(s->step());
+  return s->int64(0);
+}
+
+bool triggers_enabled(Database& db) {
+  int enabled = -1;
+  REQUIRE(sqlite3_db_config(db.handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &enabled) == SQLITE_OK);
+  return enabled == 1;
 }
 
 // SQLite's allocations fail beyond `bytes` in all, in this whole process, until destroyed.
@@ -55,6 +72,43 @@ std::string problems_of(const ImportReport& report) {
 }
 
 }  // namespace
+
+TEST_CASE("an import leaves the caller's page cache size and triggers as it found them, whatever the outcome") {
+  TempDir dir;
+  make_outbox(dir.db(), 0);
+  auto db = Database::open(dir.db());
+  REQUIRE(db);
+  REQUIRE(db->exec("PRAGMA cache_size = 321"));
+  auto bad = good_lines(30);
+  bad[11] = kNoDevice;
+
+  auto imported = import_ndjson(*db, reader_of(good_lines(20)), {});
+  REQUIRE(imported);
+  CHECK(imported->inserted == 20);
+  CHECK(cache_size(*db) == 321);
+  CHECK(triggers_enabled(*db));
+
+  auto refused = import_ndjson(*db, reader_of(bad), {});
+  REQUIRE(refused);
+  CHECK(problems_of(*refused) == "line 12: " + kNoDeviceRule + "\n");
+  CHECK(cache_size(*db) == 321);
+  CHECK(triggers_enabled(*db));
+
+  auto chunked = import_ndjson(*db, reader_of(bad), {.chunk_lines = 5});
+  REQUIRE(chunked);
+  CHECK(chunked->committed_lines == 10);
+  CHECK(cache_size(*db) == 321);
+  CHECK(triggers_enabled(*db));
+
+  const auto lines = good_lines(3000);
+  auto broken_input = import_ndjson(*db, reader_of(lines, 2500), {});
+  REQUIRE_FALSE(broken_input);
+  CHECK(broken_input.error().message == "reading the input: gone");
+  CHECK(cache_size(*db) == 321);
+  CHECK(triggers_enabled(*db));
+
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox") == 20);
+}
 
 TEST_CASE("SQLite running out of memory mid-import is an error of the import, never a bad line") {
   // Line 1 is bad and the 2,000 after it are good, so nothing is written and every later line
