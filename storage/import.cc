@@ -1,660 +1,24 @@
 #include "storage/import.h"
 
 #include <algorithm>
-#include <atomic>
-#include <cctype>
-#include <condition_variable>
+#include <cassert>
 #include <deque>
-#include <future>
+#include <limits>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "storage/event.h"
-#include "storage/migrate.h"
 #include "storage/rule_message.h"
+#include "storage/import_checkers.h"
+#include "storage/migrate.h"
 
 namespace metrix {
 
 namespace {
-
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-
-size_t skip_ws(std::string_view s, size_t i) {
-  while (i < s.size() && is_ws(s[i])) ++i;
-  return i;
-}
-
-// The end of the JSON string starting at s[i] == '"', or npos.
-size_t skip_string(std::string_view s, size_t i) {
-  for (++i; i < s.size(); ++i) {
-    if (s[i] == '\\') ++i;
-    else if (s[i] == '"') return i + 1;
-  }
-  return std::string_view::npos;
-}
-
-// The end of the JSON value starting at s[i], or npos. Shallow: strings and nesting are
-// followed so that the wrapper's keys are found; whether the value is valid JSON is judged
-// later (by nlohmann for dedup_key and app_id, by the validation trigger for the payload).
-size_t skip_value(std::string_view s, size_t i) {
-  if (i >= s.size()) return std::string_view::npos;
-  if (s[i] == '"') return skip_string(s, i);
-  if (s[i] == '{' || s[i] == '[') {
-    int depth = 0;
-    while (i < s.size()) {
-      char c = s[i];
-      if (c == '"') {
-        i = skip_string(s, i);
-        if (i == std::string_view::npos) return i;
-        continue;
-      }
-      if (c == '{' || c == '[') ++depth;
-      else if (c == '}' || c == ']') {
-        if (--depth == 0) return i + 1;
-      }
-      ++i;
-    }
-    return std::string_view::npos;
-  }
-  size_t start = i;
-  while (i < s.size() && !is_ws(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']') ++i;
-  return i > start ? i : std::string_view::npos;
-}
-
-struct Member {
-  std::string key;
-  std::string_view value;
-};
-
-// The top-level members of a JSON object text, or nullopt if the text is not shaped as one.
-std::optional<std::vector<Member>> object_members(std::string_view s) {
-  size_t i = skip_ws(s, 0);
-  if (i >= s.size() || s[i] != '{') return std::nullopt;
-  i = skip_ws(s, i + 1);
-  std::vector<Member> members;
-  if (i < s.size() && s[i] == '}') {
-    if (skip_ws(s, i + 1) != s.size()) return std::nullopt;
-    return members;
-  }
-  for (;;) {
-    if (i >= s.size() || s[i] != '"') return std::nullopt;
-    size_t key_end = skip_string(s, i);
-    if (key_end == std::string_view::npos) return std::nullopt;
-    std::string_view raw_key = s.substr(i, key_end - i);
-    std::string key(raw_key.substr(1, raw_key.size() - 2));
-    if (key.find('\\') != std::string::npos) {  // escapes in a key: let a real parser decode it
-      auto decoded = nlohmann::json::parse(raw_key, nullptr, false);
-      if (decoded.is_discarded() || !decoded.is_string()) return std::nullopt;
-      key = decoded.get<std::string>();
-    }
-    i = skip_ws(s, key_end);
-    if (i >= s.size() || s[i] != ':') return std::nullopt;
-    i = skip_ws(s, i + 1);
-    size_t value_end = skip_value(s, i);
-    if (value_end == std::string_view::npos) return std::nullopt;
-    members.push_back(Member{std::move(key), s.substr(i, value_end - i)});
-    i = skip_ws(s, value_end);
-    if (i < s.size() && s[i] == ',') {
-      i = skip_ws(s, i + 1);
-      continue;
-    }
-    if (i < s.size() && s[i] == '}') {
-      if (skip_ws(s, i + 1) != s.size()) return std::nullopt;
-      return members;
-    }
-    return std::nullopt;
-  }
-}
-
-Error line_error(std::string field, std::string rule) {
-  return Error{Errc::invalid_event, field + ": " + rule};
-}
-
-}  // namespace
-
-Result<ImportLine> parse_import_line(std::string_view line) {
-  // Surrounding whitespace (a CRLF file's \r included) is not part of the event.
-  size_t begin = skip_ws(line, 0);
-  size_t end = line.size();
-  while (end > begin && is_ws(line[end - 1])) --end;
-  line = line.substr(begin, end - begin);
-
-  ImportLine out;
-  auto members = object_members(line);
-  bool wrapper = members && std::any_of(members->begin(), members->end(),
-                                        [](const Member& m) { return m.key == "payload"; });
-  if (!wrapper) {
-    out.payload = std::string(line);
-    return out;
-  }
-  bool seen_payload = false, seen_key = false, seen_app = false;
-  for (const Member& m : *members) {
-    bool* seen = m.key == "payload" ? &seen_payload : m.key == "dedup_key" ? &seen_key : m.key == "app_id" ? &seen_app : nullptr;
-    if (!seen) {
-      return line_error(m.key, "unknown key in an import line; a line is a payload, or "
-                               "{\"payload\": {...}, \"dedup_key\": \"...\", \"app_id\": \"...\"}");
-    }
-    if (*seen) return line_error(m.key, "appears twice in the line");
-    *seen = true;
-    if (m.key == "payload") {
-      out.payload = std::string(m.value);
-      continue;
-    }
-    auto value = nlohmann::json::parse(m.value, nullptr, false);
-    if (value.is_discarded() || !(value.is_string() || value.is_null())) {
-      return line_error(m.key, "must be a string (or null) in an import line");
-    }
-    if (value.is_string()) (m.key == "dedup_key" ? out.dedup_key : out.app_id) = value.get<std::string>();
-  }
-  return out;
-}
-
-namespace {
-
-// A fixed set of threads running jobs in any order; futures give the results back in the
-// order the caller wants them. The destructor finishes the queued jobs, then joins.
-class CheckPool {
- public:
-  explicit CheckPool(int threads) {
-    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
-  }
-  ~CheckPool() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    ready_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-  CheckPool(const CheckPool&) = delete;
-  CheckPool& operator=(const CheckPool&) = delete;
-
-  std::future<void> submit(std::function<void()> job) {
-    std::packaged_task<void()> task(std::move(job));
-    auto done = task.get_future();
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(task));
-    }
-    ready_.notify_one();
-    return done;
-  }
-
- private:
-  void work() {
-    for (;;) {
-      std::packaged_task<void()> task;
-      {
-        std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        task = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      task();  // an exception is kept in the future
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::packaged_task<void()>> queue_;
-  bool stopping_ = false;
-  std::vector<std::thread> workers_;
-};
-
-// The validation trigger's rules as one query over a batch of rows.
-//
-// Every statement of metrix_outbox_validate has the shape `SELECT RAISE(ABORT, 'field: rule')
-// [FROM ...] WHERE <the rule is broken>`: it produces a row -- and RAISE aborts -- exactly
-// when the rule is broken. Rewritten as the scalar subquery `(SELECT 'field:
-// rule' [FROM ...] WHERE ...)` with NEW.x read from the batch row, the statements become the
-// arguments of one coalesce(): the first broken rule's message, or NULL for a valid row --
-// the trigger's verdict, without a trigger program and a statement journal per row (measured:
-// ~40% less CPU per line). The text comes from the database's own trigger, so the rules still
-// live in one place. Any statement of another shape, a second RAISE, a NEW column the batch
-// does not have: nullopt, and the trigger itself is used.
-std::optional<std::string> rules_as_query(std::string_view trigger) {
-  auto word_at = [&](size_t i, std::string_view word) {
-    if (i + word.size() > trigger.size()) return false;
-    for (size_t k = 0; k < word.size(); ++k) {
-      if (std::toupper(static_cast<unsigned char>(trigger[i + k])) != word[k]) return false;
-    }
-    auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-    return (i == 0 || !ident(trigger[i - 1])) && (word.back() == '.' || word.back() == '(' ||
-                                                  i + word.size() == trigger.size() || !ident(trigger[i + word.size()]));
-  };
-  // The end of a quoted token or comment starting at i, or i itself for ordinary text.
-  auto skip_quoted = [&](size_t i) -> size_t {
-    char c = trigger[i];
-    if (c == '\'' || c == '"' || c == '`' || c == '[') {
-      char close = c == '[' ? ']' : c;
-      for (size_t k = i + 1; k < trigger.size(); ++k) {
-        if (trigger[k] == close) {
-          if (close != ']' && k + 1 < trigger.size() && trigger[k + 1] == close) {
-            ++k;
-            continue;
-          }
-          return k + 1;
-        }
-      }
-      return std::string_view::npos;
-    }
-    if (trigger.substr(i, 2) == "--") {
-      size_t end = trigger.find('\n', i);
-      return end == std::string_view::npos ? trigger.size() : end + 1;
-    }
-    if (trigger.substr(i, 2) == "/*") {
-      size_t end = trigger.find("*/", i + 2);
-      return end == std::string_view::npos ? std::string_view::npos : end + 2;
-    }
-    return i;
-  };
-
-  // The body: after the first BEGIN, up to the last END.
-  size_t begin = std::string_view::npos, end = std::string_view::npos;
-  for (size_t i = 0; i < trigger.size();) {
-    size_t skipped = skip_quoted(i);
-    if (skipped == std::string_view::npos) return std::nullopt;
-    if (skipped != i) {
-      i = skipped;
-      continue;
-    }
-    if (begin == std::string_view::npos && word_at(i, "BEGIN")) begin = i + 5;
-    else if (begin != std::string_view::npos && word_at(i, "END")) end = i;
-    ++i;
-  }
-  if (begin == std::string_view::npos || end == std::string_view::npos) return std::nullopt;
-
-  std::vector<std::string> rules;
-  std::string current;
-  int raises = 0;
-  bool code = false;  // the statement so far holds more than blanks and comments
-  auto finish = [&]() -> bool {
-    if (!code) return true;  // blanks and comments only, e.g. after the last statement
-    if (raises != 1) return false;
-    rules.push_back("(" + current + "\n)");
-    return true;
-  };
-  for (size_t i = begin; i < end;) {
-    size_t skipped = skip_quoted(i);
-    if (skipped == std::string_view::npos || skipped > end) return std::nullopt;
-    if (skipped != i) {
-      current.append(trigger.substr(i, skipped - i));
-      if (trigger[i] != '-' && trigger[i] != '/') {
-        if (!code) return std::nullopt;  // a statement may not begin with a quoted name
-      }
-      i = skipped;
-      continue;
-    }
-    if (trigger[i] == ';') {
-      if (!finish()) return std::nullopt;
-      current.clear();
-      raises = 0;
-      code = false;
-      ++i;
-      continue;
-    }
-    if (!code && !is_ws(trigger[i])) {
-      // Only `SELECT RAISE(...) ...`: RAISE anywhere else (in a WHERE, say) would turn into a
-      // string that reads as false, and a broken rule would pass.
-      if (!word_at(i, "SELECT") || !word_at(skip_ws(trigger, i + 6), "RAISE")) return std::nullopt;
-      code = true;
-    }
-    if (word_at(i, "NEW.")) {
-      size_t col = i + 4, col_end = col;
-      while (col_end < end && (std::isalnum(static_cast<unsigned char>(trigger[col_end])) || trigger[col_end] == '_')) ++col_end;
-      std::string column(trigger.substr(col, col_end - col));
-      for (auto& ch : column) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (column != "payload" && column != "app_id" && column != "dedup_key") return std::nullopt;
-      current += "b." + column;
-      i = col_end;
-      continue;
-    }
-    if (word_at(i, "RAISE")) {
-      // RAISE ( ABORT , 'message' )  ->  'message'
-      size_t k = skip_ws(trigger, i + 5);
-      if (k >= end || trigger[k] != '(') return std::nullopt;
-      k = skip_ws(trigger, k + 1);
-      if (!word_at(k, "ABORT")) return std::nullopt;
-      k = skip_ws(trigger, k + 5);
-      if (k >= end || trigger[k] != ',') return std::nullopt;
-      k = skip_ws(trigger, k + 1);
-      if (k >= end || trigger[k] != '\'') return std::nullopt;
-      size_t literal_end = skip_quoted(k);
-      if (literal_end == std::string_view::npos) return std::nullopt;
-      size_t close = skip_ws(trigger, literal_end);
-      if (close >= end || trigger[close] != ')') return std::nullopt;
-      current.append(trigger.substr(k, literal_end - k));
-      ++raises;
-      i = close + 1;
-      continue;
-    }
-    current.push_back(trigger[i]);
-    ++i;
-  }
-  if (!finish() || rules.empty()) return std::nullopt;
-  std::string query = "SELECT b.metrix_import_line, coalesce(";
-  for (const auto& r : rules) query += r + ",\n";
-  return query + "NULL) FROM temp.batch AS b ORDER BY b.metrix_import_line";
-}
-
-// Payloads that break each rule (and some that break none), to prove at start-up that the
-// rewritten rules give the trigger's verdicts before they are trusted.
-struct RuleProbe {
-  std::string payload;
-  std::optional<std::string> app_id, dedup_key;
-};
-std::vector<RuleProbe> rule_probes() {
-  const std::string ok = R"("metrixUserId":"u","eventSlug":"s","oaid":"o")";
-  std::vector<RuleProbe> probes;
-  for (const std::string& body : std::vector<std::string>{
-           ok,
-           ok + R"(,"metrixSessionId":"x","customAttributes":{"_currency":"USD","a":"b"},"customMetrics":{"_revenue":1.5,"m":-2})",
-           ok + R"(,"eventTime":1700000000000,"deviceIp":"10.0.0.1")",
-           ok + R"(,"deviceIp":"2001:db8::1")",
-           ok + R"(,"deviceIp":"::ffff:192.168.1.1")",
-           R"("metrixUserId":"u","eventSlug":"s")",
-           R"("metrixUserId":"u","eventSlug":"s","idfa":"i","oaid":"o")",
-           R"("metrixUserId":"u","eventSlug":"s","idfa":"")",
-           R"("metrixUserId":"u","eventSlug":"s","idfa":7)",
-           R"("metrixUserId":"","eventSlug":"s","oaid":"o")",
-           R"("metrixUserId":1,"eventSlug":"s","oaid":"o")",
-           R"("metrixUserId":"u","oaid":"o")",
-           R"("metrixUserId":"u","eventSlug":"","oaid":"o")",
-           ok + R"(,"metrixSessionId":"")",
-           ok + R"(,"colour":"red")",
-           ok + R"(,"oaid":"again")",
-           ok + R"(,"customAttributes":{"a":"b","a":"c"})",
-           ok + R"(,"event\u0054ime":1)",
-           ok + R"(,"customAttributes":[])",
-           ok + R"(,"customAttributes":{"a":1})",
-           ok + R"(,"customMetrics":"x")",
-           ok + R"(,"customMetrics":{"m":"1"})",
-           ok + R"(,"customMetrics":{"_revenue":1})",
-           ok + R"(,"customAttributes":{"_currency":"IRR"})",
-           ok + R"(,"customAttributes":{"_currency":"GBP"},"customMetrics":{"_revenue":1})",
-           ok + R"(,"customAttributes":{"_currency":"IRR\u0000x"},"customMetrics":{"_revenue":1})",
-           ok + R"(,"eventTime":1700000000)",
-           ok + R"(,"eventTime":1700000000000.5)",
-           ok + R"(,"deviceIp":"1.2.3")",
-           ok + R"(,"deviceIp":"1.2.3.256")",
-           ok + R"(,"deviceIp":"01.2.3.4")",
-           ok + R"(,"deviceIp":"1::2::3")",
-           ok + R"(,"deviceIp":5)",
-       }) {
-    probes.push_back({"{" + body + "}", std::nullopt, std::nullopt});
-  }
-  for (std::string raw : {std::string("not json"), std::string("[1,2]"), std::string("{}"), std::string("\"text\""),
-                          "{" + ok + ",\"pad\":\"" + std::string(70000, 'x') + "\"}"}) {
-    probes.push_back({raw, std::nullopt, std::nullopt});
-  }
-  probes.push_back({"{" + ok + "}", std::string(""), std::nullopt});
-  probes.push_back({"{" + ok + "}", std::nullopt, std::string("")});
-  probes.push_back({"{" + ok + "}", std::string("app"), std::string("key")});
-  return probes;
-}
-
-struct Item {
-  std::int64_t line = 0;
-  bool blank = false;
-  ImportLine row;
-  std::optional<std::string> problem;  // "field: rule"
-  bool present = false;  // its dedup_key was in the outbox when checked: not judged by the pool
-};
-
-struct Batch {
-  std::vector<std::string> text;
-  std::int64_t first_line = 0;
-  std::vector<Item> items;
-};
-
-// A private in-memory outbox with this build's migrations: inserting a row into it runs the
-// very validation trigger the real outbox runs. One per checking thread. Rows are inserted
-// inside a transaction that is rolled back after each batch, so the table stays empty.
-//
-// A batch goes in as ONE multi-row INSERT first: the trigger still judges every row, but the
-// statement's fixed costs are paid once per batch instead of once per row (a third of the
-// time per line, measured). Only when that statement is refused -- some line is bad, and
-// the error names the first one only -- is the batch inserted again row by row, to find
-// every bad line and its rule. (storage/event.h's validate_payload is the one-row version.)
-class BatchValidator {
- public:
-  // `target`: the database being imported into, read to skip lines already there.
-  static BatchValidator& for_this_thread(const std::string& target) {
-    thread_local std::unique_ptr<BatchValidator> validator;
-    if (!validator) validator = std::make_unique<BatchValidator>(make(target));
-    return *validator;
-  }
-
-  bool has_rules_query() const { return rules_.handle() != nullptr; }
-
-  // Sets item.problem on every item the trigger refuses, and item.present (instead of
-  // judging it) on every item whose dedup_key the target already holds: the writer skips
-  // those, so re-running an import costs a lookup per line, not a validation.
-  void check(std::vector<Item>& items) {
-    mark_present(items);
-    std::vector<bool> suspect(items.size(), true);
-    if (rules_.handle()) {
-      // The rules as one query: lines it passes are valid; the lines it flags are judged
-      // again by the trigger itself, whose message is the one reported.
-      auto flagged = flag_broken_rules(items);
-      if (flagged) suspect = std::move(*flagged);
-    } else if (all_accepted(items)) {
-      return;
-    }
-    run("BEGIN");
-    for (size_t i = 0; i < items.size(); ++i) {
-      Item& item = items[i];
-      if (item.blank || item.problem || item.present || !suspect[i]) continue;
-      if (auto problem = trigger_verdict(item)) item.problem = std::move(problem);
-    }
-    run("ROLLBACK");
-  }
-
-  BatchValidator(Database db, Statement fill, Statement all, Statement one, Statement rules, Database target,
-                 Statement exists)
-      : db_(std::move(db)),
-        fill_(std::move(fill)),
-        all_(std::move(all)),
-        one_(std::move(one)),
-        rules_(std::move(rules)),
-        target_(std::move(target)),
-        exists_(std::move(exists)) {}
-
- private:
-  static BatchValidator make(const std::string& target_path) {
-    auto target = Database::open(target_path);
-    if (!target) throw std::runtime_error(target.error().message);
-    auto exists = target->prepare("SELECT 1 FROM metrix_outbox WHERE dedup_key = ?1");
-    if (!exists) throw std::runtime_error(exists.error().message);
-    auto db = Database::open_memory();
-    if (!db) throw std::runtime_error(db.error().message);  // out of memory: nothing to recover
-    if (auto m = migrate(*db); !m) throw std::runtime_error(m.error().message);
-    // No column types: values keep the type they were bound with, as NEW.x does in the trigger.
-    if (auto s = db->exec(
-            "CREATE TEMP TABLE batch (metrix_import_line INTEGER PRIMARY KEY, payload, dedup_key, app_id)");
-        !s) {
-      throw std::runtime_error(s.error().message);
-    }
-    auto prepare = [&](std::string_view sql) {
-      auto stmt = db->prepare(sql);
-      if (!stmt) throw std::runtime_error(stmt.error().message);
-      return std::move(*stmt);
-    };
-    Statement fill =
-        prepare("INSERT INTO temp.batch (metrix_import_line, payload, dedup_key, app_id) VALUES (?4, ?1, ?2, ?3)");
-    // "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint. A dedup_key
-    // seen earlier in the input is no error: the writer skips it.
-    Statement all = prepare(
-        "INSERT INTO main.metrix_outbox (payload, dedup_key, app_id) SELECT payload, dedup_key, app_id "
-        "FROM temp.batch WHERE true ORDER BY metrix_import_line ON CONFLICT (dedup_key) DO NOTHING");
-    Statement one = prepare(
-        "INSERT INTO main.metrix_outbox (payload, dedup_key, app_id) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT (dedup_key) DO NOTHING");
-    BatchValidator v(std::move(*db), std::move(fill), std::move(all), std::move(one), Statement(), std::move(*target),
-                     std::move(*exists));
-    v.adopt_rules_query();
-    return v;
-  }
-
-  // Prepares the trigger's rules as one query (rules_as_query) and keeps it only if it gives
-  // the trigger's verdict, message included, on every probe.
-  void adopt_rules_query() {
-    auto trigger = db_.prepare("SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = 'metrix_outbox_validate'");
-    if (!trigger) return;
-    auto row = trigger->step();
-    if (!row || !*row) return;
-    auto query = rules_as_query(trigger->text(0));
-    if (!query) return;
-    auto rules = db_.prepare(*query);
-    if (!rules) return;
-    rules_ = std::move(*rules);
-    std::vector<Item> probes;
-    for (auto& p : rule_probes()) {
-      Item item;
-      item.line = static_cast<std::int64_t>(probes.size()) + 1;
-      item.row = ImportLine{std::move(p.payload), std::move(p.dedup_key), std::move(p.app_id)};
-      probes.push_back(std::move(item));
-    }
-    auto flagged = flag_broken_rules(probes, true);
-    bool agrees = flagged.has_value();
-    run("BEGIN");
-    for (size_t i = 0; agrees && i < probes.size(); ++i) {
-      agrees = trigger_verdict(probes[i]) == probes[i].problem;
-    }
-    run("ROLLBACK");
-    if (!agrees) rules_ = Statement();
-  }
-
-  // The trigger's verdict on one line: its message, or nullopt if it accepts the line.
-  // Call inside a transaction that is rolled back.
-  std::optional<std::string> trigger_verdict(const Item& item) {
-    bind_row(one_, item);
-    auto done = one_.step();
-    one_.reset();
-    if (done) return std::nullopt;
-    if (done.error().code != Errc::invalid_event) {
-      run("ROLLBACK");
-      throw std::runtime_error(done.error().message);
-    }
-    return done.error().message;
-  }
-
-  // Runs the rules query on the batch: which lines break a rule (with `keep_messages`, the
-  // message goes to item.problem). nullopt if the query failed (then the trigger decides).
-  std::optional<std::vector<bool>> flag_broken_rules(std::vector<Item>& items, bool keep_messages = false) {
-    std::vector<bool> flagged(items.size(), false);
-    if (items.empty()) return flagged;
-    const std::int64_t first = items.front().line;
-    run("BEGIN");
-    fill_batch(items);
-    bool failed = false;
-    for (;;) {
-      auto row = rules_.step();
-      if (!row) {
-        failed = true;
-        break;
-      }
-      if (!*row) break;
-      if (rules_.is_null(1)) continue;
-      auto index = static_cast<size_t>(rules_.int64(0) - first);
-      if (index >= items.size()) {
-        failed = true;
-        break;
-      }
-      flagged[index] = true;
-      if (keep_messages) items[index].problem = rules_.text(1);
-    }
-    rules_.reset();
-    run("ROLLBACK");
-    if (failed) return std::nullopt;
-    return flagged;
-  }
-
-  void mark_present(std::vector<Item>& items) {
-    // One read transaction: one snapshot, and no lock taken per lookup.
-    auto snapshot = Transaction::begin_read(target_.handle());
-    if (!snapshot) throw std::runtime_error(snapshot.error().message);
-    for (Item& item : items) {
-      if (item.blank || item.problem || !item.row.dedup_key) continue;
-      exists_.bind(1, std::string_view(*item.row.dedup_key));
-      auto found = exists_.step();
-      exists_.reset();
-      if (!found) throw std::runtime_error(found.error().message);
-      item.present = *found;
-    }
-  }
-
-  // Copies the lines still to be judged into temp.batch. Call inside a transaction that is
-  // rolled back.
-  void fill_batch(const std::vector<Item>& items) {
-    for (const Item& item : items) {
-      if (item.blank || item.problem || item.present) continue;
-      bind_row(fill_, item);
-      fill_.bind(4, item.line);
-      if (auto s = fill_.run(); !s) {
-        run("ROLLBACK");
-        throw std::runtime_error(s.error().message);
-      }
-    }
-  }
-
-  void run(std::string_view sql) {
-    if (auto s = db_.exec(sql); !s) throw std::runtime_error(s.error().message);
-  }
-
-  static void bind_row(Statement& s, const Item& item) {
-    s.bind(1, std::string_view(item.row.payload)).bind(2, item.row.dedup_key).bind(3, item.row.app_id);
-  }
-
-  // True when the trigger accepts every line of the batch in one statement.
-  bool all_accepted(const std::vector<Item>& items) {
-    run("BEGIN");
-    fill_batch(items);
-    auto done = all_.step();
-    all_.reset();
-    run("ROLLBACK");
-    if (done) return true;
-    if (done.error().code != Errc::invalid_event) throw std::runtime_error(done.error().message);
-    return false;
-  }
-
-  Database db_;
-  Statement fill_, all_, one_, rules_;  // declared after db_: destroyed before it
-  Database target_;
-  Statement exists_;
-};
-
-// Parses (and, when `validate`, checks) every line of the batch. Runs on a pool thread;
-// an exception (out of memory) reaches the caller through the batch's future.
-void check_batch(Batch& batch, bool validate, const std::string& target, std::atomic<bool>& rules_query) {
-  batch.items.resize(batch.text.size());
-  for (size_t i = 0; i < batch.text.size(); ++i) {
-    Item& item = batch.items[i];
-    item.line = batch.first_line + static_cast<std::int64_t>(i);
-    const std::string& text = batch.text[i];
-    if (std::all_of(text.begin(), text.end(), is_ws)) {
-      item.blank = true;
-      continue;
-    }
-    auto parsed = parse_import_line(text);
-    if (!parsed) {
-      item.problem = parsed.error().message;
-      continue;
-    }
-    item.row = std::move(*parsed);
-  }
-  batch.text.clear();
-  batch.text.shrink_to_fit();
-  if (!validate) return;
-  BatchValidator& validator = BatchValidator::for_this_thread(target);
-  if (!validator.has_rules_query()) rules_query = false;
-  validator.check(batch.items);
-}
 
 Result<std::vector<std::string>> outbox_triggers(Database& db) {
   auto s = db.prepare(
@@ -672,7 +36,7 @@ Result<std::vector<std::string>> outbox_triggers(Database& db) {
 }
 
 // True when the database's triggers on metrix_outbox are exactly this build's: then a row
-// the in-memory validators accepted is a row the database would accept.
+// the in-memory checkers accepted is a row the database would accept.
 Result<bool> triggers_are_known(Database& db) {
   auto reference = Database::open_memory();
   if (!reference) return reference.error();
@@ -703,133 +67,245 @@ class TriggersOff {
   bool active_ = false;
 };
 
+// Sets the connection's page cache for its lifetime, and puts the caller's setting back after.
+class CacheSize {
+ public:
+  static Result<CacheSize> set(Database& db, std::int64_t kib) {
+    auto read = db.prepare("PRAGMA cache_size");
+    if (!read) return read.error();
+    auto row = read->step();
+    if (!row) return row.error();
+    assert(*row);  // the pragma always answers with one row
+    CacheSize guard(db, read->int64(0));
+    if (auto s = db.exec(fmt::format("PRAGMA cache_size = {}", -kib)); !s) return s.error();
+    return guard;
+  }
+  CacheSize(CacheSize&& other) noexcept : db_(std::exchange(other.db_, nullptr)), previous_(other.previous_) {}
+  CacheSize& operator=(CacheSize&&) = delete;
+  ~CacheSize() {
+    // Only a number changes, with no I/O: it can fail only for want of memory, and then the
+    // connection keeps a larger cache, which is slower to give back but never wrong.
+    if (db_) (void)db_->exec(fmt::format("PRAGMA cache_size = {}", previous_));
+  }
+
+ private:
+  CacheSize(Database& db, std::int64_t previous) : db_(&db), previous_(previous) {}
+  Database* db_;
+  std::int64_t previous_;  // as the pragma gives it: pages if positive, KiB if negative
+};
+
+// Writes the checked lines into the outbox, in input order, a transaction per chunk (all or
+// nothing: one chunk that ends with the input), and counts what it did.
+//
+//   between --a line--> open --the chunk ends--> between       (committed)
+//   between, open --a bad line--> doomed                       (rolled back at once)
+//   doomed --the chunk ends, chunked--> stopped                (nothing more is read)
+class ChunkWriter {
+ public:
+  enum class State {
+    between,  // no transaction: the next line that is not blank begins the chunk's
+    open,     // the chunk's transaction is open; its good lines are written as they come
+    doomed,   // the chunk has a bad line: nothing of it is written, its other lines are only checked
+    stopped,  // a chunk was doomed in a chunked import: it ends there
+  };
+
+  ChunkWriter(Database& db, Statement insert, Statement exists, bool triggers_bypassed, std::int64_t chunk_lines)
+      : db_(db),
+        insert_(std::move(insert)),
+        exists_(std::move(exists)),
+        bypass_(triggers_bypassed),
+        chunk_lines_(chunk_lines),
+        chunk_end_(chunk_lines > 0 ? chunk_lines : std::numeric_limits<std::int64_t>::max()) {
+    report_.triggers_bypassed = triggers_bypassed;
+  }
+
+  // Takes the next lines of the input, up to the end or until the import stops.
+  Status write(std::vector<CheckedLine>& lines) {
+    for (CheckedLine& line : lines) {
+      if (auto s = take(line); !s) return s;
+      if (state_ == State::stopped) break;
+    }
+    return {};
+  }
+
+  // The input ended: the last chunk ends there.
+  Result<ImportReport> finish() {
+    if (state_ != State::stopped) {
+      if (auto s = end_chunk(report_.lines); !s) return s.error();
+    }
+    if (!report_.problems.empty() && chunk_lines_ == 0) {
+      report_.inserted = report_.skipped = 0;
+      report_.committed_lines = 0;
+    }
+    return report_;
+  }
+
+  State state() const { return state_; }
+
+  ImportProgress progress() const {
+    ImportProgress p;
+    p.lines = report_.lines;
+    p.inserted = report_.inserted + open_inserted_;
+    p.skipped = report_.skipped + open_skipped_;
+    p.problems = static_cast<std::int64_t>(report_.problems.size());
+    p.committed_lines = report_.committed_lines;
+    return p;
+  }
+
+ private:
+  Status take(CheckedLine& line) {
+    assert(state_ != State::stopped);
+    assert(line.number == report_.lines + 1);  // every line once, in input order
+    assert(tx_.has_value() == (state_ == State::open));
+    if (line.number > chunk_end_) {
+      if (auto s = end_chunk(chunk_end_); !s) return s;
+      if (state_ == State::stopped) return {};
+      chunk_end_ += chunk_lines_;
+    }
+    report_.lines = line.number;
+    if (line.blank) {
+      ++report_.blank;
+      return {};
+    }
+    if (state_ == State::between) {
+      auto begun = Transaction::begin(db_.handle());
+      if (!begun) return begun.error();
+      tx_.emplace(std::move(*begun));
+      state_ = State::open;
+    }
+    // With the parallel checks on, a good line whose key they did not find needs no look
+    // here: INSERT ... ON CONFLICT DO NOTHING skips it if the key arrived since.
+    if (line.row.dedup_key && (!bypass_ || line.present || line.problem)) {
+      // Already in the outbox (an earlier run, or earlier in this input): skipped, and not
+      // checked, even when the line is bad: the event with this key is there, and this line
+      // will not be written (as import.h promises; found by fuzzing).
+      auto found = already_there(*line.row.dedup_key);
+      if (!found) return found.error();
+      if (*found) {
+        ++open_skipped_;
+        return {};
+      }
+    }
+    if (!line.problem && (line.present || (state_ == State::doomed && !bypass_))) {
+      // Lines the pool did not judge: a key that was present when checked and is gone now
+      // (purged meanwhile), or -- with the database's triggers on and the chunk already
+      // lost -- lines that will not be written but must still be reported if bad.
+      auto verdict = judge_here(line.row);
+      if (!verdict) return verdict.error();
+      line.problem = std::move(*verdict);
+    }
+    if (!line.problem && state_ == State::open) {
+      insert_.bind(1, std::string_view(line.row.payload)).bind(2, line.row.dedup_key).bind(3, line.row.app_id);
+      auto done = insert_.step();
+      insert_.reset();
+      if (!done) {
+        if (done.error().code != Errc::invalid_event) return done.error();
+        line.problem = done.error().message;  // the database's own trigger refused it
+      } else if (sqlite3_changes(db_.handle()) == 1) {
+        ++open_inserted_;
+      } else {
+        ++open_skipped_;
+      }
+    }
+    if (line.problem) {
+      report_.problems.push_back(LineProblem{line.number, with_key_named(db_.handle(), line.row.payload, *line.problem)});
+      // Nothing of this chunk will be written: give the lock back now, and only check the
+      // rest of the chunk for more bad lines.
+      if (state_ == State::open) doom();
+    }
+    return {};
+  }
+
+  void doom() {
+    tx_.reset();
+    state_ = State::doomed;
+    open_inserted_ = open_skipped_ = 0;
+  }
+
+  // Ends the chunk of lines up to `last_line`: commits it, or leaves it unwritten if doomed.
+  Status end_chunk(std::int64_t last_line) {
+    switch (state_) {
+      case State::doomed:
+        if (chunk_lines_ > 0) state_ = State::stopped;
+        return {};
+      case State::open:
+        if (auto s = tx_->commit(); !s) return s;
+        tx_.reset();
+        state_ = State::between;
+        break;
+      case State::between:
+        break;
+      case State::stopped:
+        assert(false && "a stopped import ends no chunk");
+        return {};
+    }
+    report_.inserted += open_inserted_;
+    report_.skipped += open_skipped_;
+    open_inserted_ = open_skipped_ = 0;
+    report_.committed_lines = last_line;
+    return {};
+  }
+
+  Result<bool> already_there(const std::string& dedup_key) {
+    exists_.bind(1, std::string_view(dedup_key));
+    auto found = exists_.step();
+    exists_.reset();
+    return found;
+  }
+
+  // The trigger's verdict on a line, on this thread's own in-memory outbox (made when first
+  // needed: most imports never need it).
+  Result<std::optional<std::string>> judge_here(const ImportLine& row) {
+    if (!trigger_) {
+      auto made = TriggerCheck::open();
+      if (!made) return made.error();
+      trigger_.emplace(std::move(*made));
+    }
+    return trigger_->verdict(row);
+  }
+
+  Database& db_;
+  Statement insert_, exists_;
+  const bool bypass_;
+  const std::int64_t chunk_lines_;  // 0: all or nothing
+  std::int64_t chunk_end_;          // the last line of the current chunk
+  State state_ = State::between;
+  std::optional<Transaction> tx_;   // open exactly in State::open
+  std::int64_t open_inserted_ = 0, open_skipped_ = 0;  // the open chunk's, not yet in report_
+  ImportReport report_;
+  std::optional<TriggerCheck> trigger_;
+};
+
 }  // namespace
 
 Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress) {
-  ImportReport report;
   auto known = triggers_are_known(db);
   if (!known) return known.error();
   std::optional<TriggersOff> triggers_off;
-  if (*known) {
-    triggers_off.emplace(db.handle());
-    report.triggers_bypassed = triggers_off->active();
-  }
-  const bool bypass = report.triggers_bypassed;
+  if (*known) triggers_off.emplace(db.handle());
+  const bool bypass = triggers_off && triggers_off->active();
   // A large transaction touches many index pages; keeping them in memory keeps it fast.
-  if (auto s = db.exec("PRAGMA cache_size = -65536"); !s) return s.error();
+  auto cache = CacheSize::set(db, 65536);
+  if (!cache) return cache.error();
   auto insert = db.prepare(
       "INSERT INTO metrix_outbox (payload, dedup_key, app_id) VALUES (?1, ?2, ?3) ON CONFLICT (dedup_key) DO NOTHING");
   if (!insert) return insert.error();
   auto exists = db.prepare("SELECT 1 FROM metrix_outbox WHERE dedup_key = ?1");
   if (!exists) return exists.error();
+  ChunkWriter writer(db, std::move(*insert), std::move(*exists), bypass, options.chunk_lines);
 
-  int threads = options.validators > 0 ? options.validators
-                                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = options.validators > 0 ? options.validators
+                                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const std::int64_t batch_lines = std::max<std::int64_t>(1, options.batch_lines);
-  const std::int64_t chunk = options.chunk_lines;  // 0: everything is one chunk
-
-  std::optional<Transaction> tx;
-  bool doomed = false;          // the open chunk has a bad line: nothing of it is written
-  bool stop = false;            // chunked: a chunk failed; read no further
-  std::int64_t chunk_end = chunk > 0 ? chunk : INT64_MAX;
-  std::int64_t open_inserted = 0, open_skipped = 0;
-  ImportProgress seen;
-
-  // Ends the chunk that covers lines up to `last_line`: commits it, or throws it away.
-  auto end_chunk = [&](std::int64_t last_line) -> Status {
-    if (doomed) {
-      tx.reset();
-      if (chunk > 0) stop = true;
-      return {};
-    }
-    if (tx) {
-      if (auto s = tx->commit(); !s) return s;
-      tx.reset();
-    }
-    report.inserted += open_inserted;
-    report.skipped += open_skipped;
-    open_inserted = open_skipped = 0;
-    report.committed_lines = last_line;
-    return {};
-  };
-
-  auto write = [&](Batch& batch) -> Status {
-    for (Item& item : batch.items) {
-      if (item.line > chunk_end) {
-        if (auto s = end_chunk(chunk_end); !s) return s;
-        if (stop) return {};
-        chunk_end += chunk;
-      }
-      report.lines = item.line;
-      if (item.blank) {
-        ++report.blank;
-        continue;
-      }
-      if (!doomed && !tx) {
-        auto begun = Transaction::begin(db.handle());
-        if (!begun) return begun.error();
-        tx.emplace(std::move(*begun));
-      }
-      // With the parallel checks on, a good line whose key they did not find needs no look
-      // here: INSERT ... ON CONFLICT DO NOTHING skips it if the key arrived since.
-      if (item.row.dedup_key && (!bypass || item.present || item.problem)) {
-        // Already in the outbox (an earlier run, or earlier in this input): skipped, and not
-        // checked, even when the line is bad: the event with this key is there, and this line
-        // will not be written (as import.h promises; found by fuzzing).
-        exists->bind(1, std::string_view(*item.row.dedup_key));
-        auto found = exists->step();
-        exists->reset();
-        if (!found) return found.error();
-        if (*found) {
-          ++open_skipped;
-          continue;
-        }
-      }
-      if (!item.problem && (item.present || (doomed && !bypass))) {
-        // Lines the pool did not judge: a key that was present when checked and is gone now
-        // (purged meanwhile), or -- with the database's triggers on and the chunk already
-        // lost -- lines that will not be written but must still be reported if bad.
-        auto v = validate_payload(item.row.payload, item.row.app_id, item.row.dedup_key);
-        if (!v) return v.error();
-        if (*v) item.problem = (*v)->message();
-      }
-      if (!item.problem && !doomed) {
-        insert->bind(1, std::string_view(item.row.payload)).bind(2, item.row.dedup_key).bind(3, item.row.app_id);
-        auto done = insert->step();
-        insert->reset();
-        if (!done) {
-          if (done.error().code != Errc::invalid_event) return done.error();
-          item.problem = done.error().message;  // the database's own trigger refused it
-        } else if (sqlite3_changes(db.handle()) == 1) {
-          ++open_inserted;
-        } else {
-          ++open_skipped;
-        }
-      }
-      if (item.problem) {
-        report.problems.push_back(LineProblem{item.line, with_key_named(db.handle(), item.row.payload, *item.problem)});
-        if (!doomed) {
-          // Nothing of this chunk will be written: give the lock back now, and only
-          // check the rest of the chunk for more bad lines.
-          doomed = true;
-          tx.reset();
-          open_inserted = open_skipped = 0;
-        }
-      }
-    }
-    return {};
-  };
-
-  std::atomic<bool> rules_query{bypass};  // declared before the pool: outlives its threads
-  CheckPool pool(threads);
-  std::deque<std::pair<std::shared_ptr<Batch>, std::future<void>>> in_flight;
+  CheckPool pool(threads, db.path(), bypass);
+  std::deque<std::pair<std::shared_ptr<LineBatch>, std::future<Status>>> in_flight;  // destroyed before the pool
   const size_t max_in_flight = static_cast<size_t>(threads) * 3;
   std::int64_t next_line_number = 1;
   bool eof = false;
   for (;;) {
-    while (!eof && !stop && in_flight.size() < max_in_flight) {
-      auto batch = std::make_shared<Batch>();
+    while (!eof && writer.state() != ChunkWriter::State::stopped && in_flight.size() < max_in_flight) {
+      auto batch = std::make_shared<LineBatch>();
       batch->first_line = next_line_number;
       batch->text.reserve(static_cast<size_t>(batch_lines));
       std::string line;
@@ -846,37 +322,17 @@ Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, co
         ++next_line_number;
       }
       if (batch->text.empty()) break;
-      auto future = pool.submit(
-          [batch, bypass, target = db.path(), &rules_query] { check_batch(*batch, bypass, target, rules_query); });
-      in_flight.emplace_back(std::move(batch), std::move(future));
+      auto checked = pool.submit(batch);
+      in_flight.emplace_back(std::move(batch), std::move(checked));
     }
-    if (in_flight.empty() || stop) break;
-    auto [batch, future] = std::move(in_flight.front());
+    if (in_flight.empty() || writer.state() == ChunkWriter::State::stopped) break;
+    auto [batch, checked] = std::move(in_flight.front());
     in_flight.pop_front();
-    try {
-      future.get();
-    } catch (const std::exception& e) {
-      return Error{Errc::io, fmt::format("checking lines {}..: {}", batch->first_line, e.what())};
-    }
-    if (auto s = write(*batch); !s) return s.error();
-    if (progress) {
-      seen.lines = report.lines;
-      seen.inserted = report.inserted + open_inserted;
-      seen.skipped = report.skipped + open_skipped;
-      seen.problems = static_cast<std::int64_t>(report.problems.size());
-      seen.committed_lines = report.committed_lines;
-      progress(seen);
-    }
+    if (auto s = checked.get(); !s) return s.error();
+    if (auto s = writer.write(batch->lines); !s) return s.error();
+    if (progress) progress(writer.progress());
   }
-  if (!stop) {
-    if (auto s = end_chunk(report.lines); !s) return s.error();
-  }
-  report.rules_query = rules_query.load();
-  if (!report.problems.empty() && chunk == 0) {
-    report.inserted = report.skipped = 0;
-    report.committed_lines = 0;
-  }
-  return report;
+  return writer.finish();
 }
 
 }  // namespace metrix

@@ -3,7 +3,7 @@
 //
 // A line is either a bare S2S payload (a JSON object) or a wrapper
 //   {"payload": {...}, "dedup_key": "order-1234", "app_id": "my-app"}
-// (dedup_key and app_id optional). Blank lines are skipped.
+// (dedup_key and app_id optional; see storage/import_lines.h). Blank lines are skipped.
 //
 // Idempotence comes from dedup keys: a line whose dedup_key is already in the outbox (from
 // an earlier run, or earlier in the same file) is skipped and counted -- and not checked
@@ -21,44 +21,26 @@
 //   before it stay. A crash keeps the chunks committed so far. Either way, re-running the
 //   whole file finishes the job (dedup keys).
 //
-// Speed: the trigger costs ~60 us of CPU per line, far more than the insert itself. So lines
-// are checked in parallel, one thread per core, each on a private in-memory outbox created
-// by this build's migrations (the very trigger; see validate_payload in storage/event.h);
-// the writer then inserts the checked rows in input order. When the target's triggers on
-// metrix_outbox are exactly this build's (same names, same SQL text), they are switched off
-// for the writer's connection only, so no line is validated twice; otherwise (someone added
-// or changed a trigger) the writer lets every trigger run as usual, and is slower.
-// The checks run the trigger's statements, rewritten into one query per batch, when that
-// rewrite gives the trigger's verdicts on a set of probes (see rules_as_query in import.cc);
-// a line the query flags is judged again by the trigger, whose message is reported.
+// Speed: lines are checked in parallel by the trigger itself, one thread per core, each on a
+// private in-memory outbox (storage/import_checkers.h); the writer then inserts the checked
+// rows in input order. When the target's triggers on metrix_outbox are exactly this build's
+// (same names, same SQL text), they are switched off for the writer's connection only, so no
+// line is validated twice; otherwise (someone added or changed a trigger) the writer lets
+// every trigger run as usual, and is slower.
 // Call sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) before SQLite's first use in the process:
 // with it on, the checking threads serialize on SQLite's allocation-statistics mutex.
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "storage/database.h"
+#include "storage/import_lines.h"
 #include "storage/result.h"
 
 namespace metrix {
-
-// One line, understood.
-struct ImportLine {
-  std::string payload;  // the payload's bytes exactly as in the file
-  std::optional<std::string> dedup_key;
-  std::optional<std::string> app_id;
-};
-
-// Splits a line into payload and options. A line that is a JSON object with a "payload" key
-// is a wrapper; anything else is a bare payload (judged by the validation rules). Errc::
-// invalid_event with "field: rule" for a malformed wrapper (an unknown key, a dedup_key
-// that is not a string, ...). Does not validate the payload itself.
-Result<ImportLine> parse_import_line(std::string_view line);
 
 struct ImportOptions {
   std::int64_t chunk_lines = 0;  // 0: all or nothing; N: commit every N lines
@@ -88,7 +70,6 @@ struct ImportReport {
   std::int64_t committed_lines = 0;  // lines 1..committed_lines are in the database
   std::vector<LineProblem> problems; // in line order; empty: the whole input was imported
   bool triggers_bypassed = false;    // the writer relied on the parallel checks (see above)
-  bool rules_query = false;          // ... which ran the trigger's rules as one query per batch
 };
 
 // Reads the next line (without its newline) into `line`; false at the end of the input.
@@ -96,9 +77,13 @@ using LineReader = std::function<Result<bool>(std::string& line)>;
 
 // Imports every line `next_line` gives. Bad lines are not errors of this function: they
 // are in the report (and nothing of their transaction is written). The error value is for
-// a failure of the input or the database (Errc::io, busy, schema): nothing of the open
-// transaction is written; earlier chunks stay. `progress` (may be empty) is called from
-// this thread after every batch.
+// a failure of the input (the reader's error, as it gave it) or of the database (Errc::io,
+// busy, schema; never invalid_event: SQLite failing is never taken for a bad line): nothing
+// of the open transaction is written; earlier chunks stay. `progress` (may be empty) is
+// called from this thread after every batch.
+//
+// `db` is left as it was found: its page cache size (raised for the import) and its
+// triggers (switched off for it) are put back on every path, error or not.
 Result<ImportReport> import_ndjson(Database& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress = {});
 

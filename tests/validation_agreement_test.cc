@@ -1,7 +1,8 @@
 // The rules of a valid event live once, in the migration's trigger. This test proves that
 // the three ways to enqueue agree on every rule: the C++ validator, the C++ producer API on
 // a real database file, and a plain SQL INSERT from another connection (what a producer in
-// any language does). It also fails when a rule is added without a case here.
+// any language does); and that the import's checkers give the same verdicts. It also fails
+// when a rule is added without a case here.
 #include <doctest/doctest.h>
 
 #include <set>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "storage/event.h"
+#include "storage/import_checkers.h"
 #include "storage/migrate.h"
 #include "storage/producer.h"
 #include "tests/support/process.h"
@@ -201,4 +203,39 @@ TEST_CASE("every rule in the migrations has a case in this test") {
     CHECK(covered.count(rule) == 1);
   }
   CHECK(rules.size() >= 20);
+}
+
+TEST_CASE("the import's checkers give the trigger's verdict on every rule, a batch or a line at a time") {
+  auto check = metrix::TriggerCheck::open();
+  REQUIRE(check);
+  std::vector<metrix::CheckedLine> all, valid;
+  for (const Case& c : cases()) {
+    metrix::CheckedLine line;
+    line.number = static_cast<std::int64_t>(all.size()) + 1;
+    line.row.payload = c.payload;
+    all.push_back(line);
+    if (c.message.empty()) valid.push_back(line);
+  }
+  // A batch of good lines goes in as one statement; a batch holding bad lines, line by line.
+  REQUIRE(check->judge(valid));
+  REQUIRE(check->judge(all));
+  for (const metrix::CheckedLine& line : valid) CHECK_FALSE(line.problem.has_value());
+  const auto expected = cases();
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const Case& c = expected[i];
+    CAPTURE(c.payload.substr(0, 200));
+    CHECK(all[i].problem.value_or("") == c.message);
+    auto verdict = check->verdict(all[i].row);
+    REQUIRE(verdict);
+    CHECK(verdict->value_or("") == c.message);
+  }
+  // The wrapper's own columns, which the import binds beside the payload.
+  metrix::ImportLine no_app{event(""), std::nullopt, std::string()};
+  metrix::ImportLine no_key{event(""), std::string(), std::nullopt};
+  auto app = check->verdict(no_app);
+  auto key = check->verdict(no_key);
+  REQUIRE(app);
+  REQUIRE(key);
+  CHECK(app->value_or("") == "app_id: must be NULL or a non-empty string");
+  CHECK(key->value_or("") == "dedup_key: must be NULL or a non-empty string");
 }

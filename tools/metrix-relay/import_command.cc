@@ -217,7 +217,6 @@ void add_import(CLI::App& app, int& exit_code) {
       for (const auto& p : report->problems) out["bad_lines"].push_back({{"line", p.line}, {"error", p.message}});
       out["seconds"] = seconds;
       out["checked_in_parallel"] = report->triggers_bypassed;
-      out["rules_as_one_query"] = report->rules_query;
       print_json(out);
     } else if (complete) {
       fmt::print("imported {} rows, skipped {} already in the outbox (dedup_key), {} lines in {:.1f}s\n",
