@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "relay/status_json.h"
+#include "relay/remedy.h"
 #include "storage/status.h"
 #include "storage/backlog.h"
 #include "storage/database.h"
@@ -111,8 +112,8 @@ struct AdminState {
     std::string reason = metrics.unready();
     if (!reason.empty()) return reason;
     auto d = database();
-    if (!d) return "database: " + d.error().message;
-    if (auto s = check_schema(**d); !s) return "database: " + s.error().message;
+    if (!d) return "database: " + with_remedy(d.error(), db_path).message;
+    if (auto s = check_schema(**d); !s) return "database: " + with_remedy(s.error(), db_path).message;
     return {};
   }
 };

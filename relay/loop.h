@@ -125,8 +125,9 @@ class Relay {
   std::map<std::string, std::unique_ptr<AppState>> apps_;  // by Metrix appId
   std::vector<AppState*> apps_by_index_;                   // by AppState::index
   std::string unready_;                                    // as last published (GET /readyz)
-  // A suspect row (outbox.h) is claimed and not yet answered or handed back. One at
-  // a time: when a relay stops while holding one, no other suspect's lease expires with it.
+  // A suspect row (relay_store.h, WriteJob) is claimed and not yet answered or handed back.
+  // One at a time: when a relay stops while holding one, no other suspect's lease expires
+  // with it.
   bool suspect_held_ = false;
   bool last_write_ok_ = true;  // the last write round committed
   std::map<std::string, AppPause> stored_pauses_;

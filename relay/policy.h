@@ -51,7 +51,7 @@ Outcome answered(const AttemptAnswer& attempt, const RelayConfig& config);
 
 // A row a round has just claimed, looked at before any request. The first rule that matches
 // settles it without a request (no attempt recorded, due and timed at `now`):
-//   created more than --max-age ago       -> dead, "stale: older than --max-age 168h"
+//   created more than --max-age ago       -> dead, "stale: older than --max-age 7d00h"
 //   its lease expired --poison-after times in a row with no answer (its relays died or hung
 //   while sending it)                     -> dead, "poison: ..." (is_poison); an operator
 //                                            can look at it and requeue it

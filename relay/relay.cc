@@ -60,7 +60,7 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
   // The writer thread's own connection: the loop's stays free for pauses and the heartbeat.
   auto writer_store = SqliteRelayStore::open(config.db_path, options);
   if (!writer_store) {
-    log::error({}, "{}", writer_store.error().message);
+    log::error({}, "{}", with_remedy(writer_store.error(), config.db_path).message);
     return 1;
   }
   Metrics metrics;

@@ -1,8 +1,6 @@
 #include "relay/writer.h"
 
-#include <algorithm>
 #include <cassert>
-#include <chrono>
 
 namespace metrix {
 

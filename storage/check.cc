@@ -31,8 +31,9 @@ Result<std::int64_t> count(Database& db, std::string_view sql, std::int64_t now)
 // The checks proper, on an open connection.
 Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, std::int64_t now) {
   CheckReport report;
-  auto add = [&](Level level, std::string check, std::string message, std::string repair = {}) {
-    report.findings.push_back({level, std::move(check), std::move(message), std::move(repair)});
+  auto add = [&](Level level, std::string check, std::string message, std::string repair = {},
+                 std::optional<Errc> error = std::nullopt) {
+    report.findings.push_back({level, std::move(check), std::move(message), std::move(repair), error});
   };
 
   auto integrity = db.prepare(quick ? "PRAGMA quick_check" : "PRAGMA integrity_check");
@@ -64,7 +65,7 @@ Result<CheckReport> inspect(Database& db, const std::string& path, bool quick, s
   }
 
   if (auto s = check_schema(db); !s) {
-    add(Level::error, "schema", s.error().message);
+    add(Level::error, "schema", s.error().message, {}, s.error().code);
     return report;
   }
   add(Level::ok, "schema", fmt::format("schema version {}, migration checksums match, every table, index, trigger "

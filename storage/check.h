@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ struct CheckFinding {
   std::string check;    // e.g. "integrity", "schema", "leases", "wal", "heartbeats"
   std::string message;
   std::string repair;   // what repair_outbox() does about it, e.g. "removes their heartbeats"; "" if nothing
+  // The storage error this finding reports, when it is one (the schema check's): its code says
+  // what mends it (Errc::no_outbox and Errc::old_schema: migrate()).
+  std::optional<Errc> error;
 };
 
 struct CheckReport {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "storage/database.h"
-#include "storage/outbox.h"
+#include "storage/relay_store.h"
 #include "storage/result.h"
 
 namespace metrix {

@@ -48,15 +48,18 @@ Result<bool> triggers_are_known(Database& db) {
   return *expected == *actual;
 }
 
-// Switches the connection's triggers off for its lifetime, and back on after.
+// Switches the connection's triggers off for its lifetime, and puts the caller's setting
+// back after.
 class TriggersOff {
  public:
   explicit TriggersOff(sqlite3* db) : db_(db) {
-    int state = 1;
-    active_ = sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &state) == SQLITE_OK && state == 0;
+    int was = 0, now = 1;
+    if (sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &was) != SQLITE_OK) return;
+    active_ = sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &now) == SQLITE_OK && now == 0;
+    restore_ = was == 1;  // a caller's connection with triggers off already keeps them off
   }
   ~TriggersOff() {
-    if (active_) sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, nullptr);
+    if (active_ && restore_) sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, nullptr);
   }
   TriggersOff(const TriggersOff&) = delete;
   TriggersOff& operator=(const TriggersOff&) = delete;
@@ -64,7 +67,8 @@ class TriggersOff {
 
  private:
   sqlite3* db_;
-  bool active_ = false;
+  bool active_ = false;   // triggers are off for the import
+  bool restore_ = false;  // they were on before it
 };
 
 // Sets the connection's page cache for its lifetime, and puts the caller's setting back after.

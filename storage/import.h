@@ -78,8 +78,8 @@ using LineReader = std::function<Result<bool>(std::string& line)>;
 // Imports every line `next_line` gives. Bad lines are not errors of this function: they
 // are in the report (and nothing of their transaction is written). The error value is for
 // a failure of the input (the reader's error, as it gave it) or of the database (Errc::io,
-// busy, schema; never invalid_event: SQLite failing is never taken for a bad line): nothing
-// of the open transaction is written; earlier chunks stay. `progress` (may be empty) is
+// busy, schema, or the code SQLite's failure maps to; never invalid_event: SQLite failing is
+// never taken for a bad line): nothing of the open transaction is written; earlier chunks stay. `progress` (may be empty) is
 // called from this thread after every batch.
 //
 // `db` is left as it was found: its page cache size (raised for the import) and its

@@ -4,8 +4,8 @@
 // storage/status.h, rows.h, report.h and repair.h, whose types it shares). A second backend
 // implements the same class; what follows is its contract, beside the one of relay_store.h.
 //
-// Reads never take a lock that stalls producers or relays, and each call reads one
-// consistent snapshot. Writes (requeue, purge) run in short transactions of a bounded number
+// Reads never take a lock that stalls producers or relays; status, list, show and report
+// each read one consistent snapshot (purge_preview counts status by status). Writes (requeue, purge) run in short transactions of a bounded number
 // of rows, each re-checking a row's status, so that a relay or producer waits milliseconds,
 // and a crash in the middle leaves every committed chunk done: running the command again
 // finishes the job. They never touch a row that is 'pending' or 'sending' (an event on its

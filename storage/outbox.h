@@ -2,9 +2,10 @@
 // app pauses and heartbeats. storage/sqlite_relay_store.h runs them as the rounds of
 // storage/relay_store.h, whose contract (leases, fencing, order, suspects) they implement.
 //
-// Every method is one short BEGIN IMMEDIATE transaction, or joins the caller's (the write
-// lock is held for milliseconds, so a producer committing at the same time waits at most
-// that long). One Outbox per connection, used from one thread.
+// claim() and record() are one short BEGIN IMMEDIATE transaction each, or join the caller's;
+// the other writes are single statements, in the caller's transaction or their own (the
+// write lock is held for milliseconds, so a producer committing at the same time waits at
+// most that long). One Outbox per connection, used from one thread.
 //
 // Durability: an outcome is durable once record() returns; a crash before that leaves the
 // row in 'sending' with its lease, and the row is claimed again when the lease expires

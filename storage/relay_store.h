@@ -107,17 +107,19 @@ struct RecordReport {
 // What one write round is asked to do, in this order, all in one transaction.
 struct WriteJob {
   std::int64_t now = 0;
-  // 1. Record each outcome (fenced, see above): the row's new status, attempts + 1,
-  //    next_attempt_at, last_http_status, last_error, sent_at (for sent); lease_expiries back
-  //    to 0 when attempted. For each outcome with attempted = true, one metrix_outbox_attempt
-  //    row (attempt number = the row's attempts after this one).
+  // 1. Record each outcome (fenced, see above): the row's new status and next_attempt_at,
+  //    and sent_at (finished_at for sent, else NULL). When attempted: attempts + 1,
+  //    last_http_status and last_error from the outcome, lease_expiries back to 0, and one
+  //    metrix_outbox_attempt row numbered after the row's last one. When not (a row handed
+  //    back, stale, in doubt): attempts and last_http_status stay, and last_error changes
+  //    only if the outcome has an error. An outcome never leaves a row 'sending'.
   std::vector<Outcome> outcomes;
   // 2. The relay's own rows: its heartbeat (upsert by relay_id) when one is due, and app
   //    pauses to store (a value, upsert by app_id) or clear (nullopt), in order.
   std::optional<Heartbeat> heartbeat;
   std::vector<std::pair<std::string, std::optional<AppPause>>> pauses;
-  // 3. Apps whose pending rows get last_error = reason (why they are not sent, e.g. no dev
-  //    key). No attempt is counted; the rows stay pending.
+  // 3. Apps whose unfinished rows (pending or sending) get last_error = reason (why they are
+  //    not sent, e.g. no dev key). No attempt is counted; no status changes.
   std::vector<std::pair<std::optional<std::string>, std::string>> notes;
   // 4. Claim: of each app with unfinished rows (NULL app included) that has a gate, up to its
   //    gate, and up to claim_limit in all, apps in app_id order. Due rows: pending with

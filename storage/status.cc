@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "storage/heartbeat.h"
+#include "storage/outbox.h"
 #include "storage/query.h"
 
 namespace metrix {

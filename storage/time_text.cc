@@ -1,5 +1,6 @@
 #include "storage/time_text.h"
 
+#include <cctype>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -41,8 +42,12 @@ const char* read_fraction(const char* p, int& millis) {
 
 std::optional<std::int64_t> parse_utc_time(std::string_view text) {
   const std::string s(text);  // strptime reads a C string
-  // strptime skips white space and takes one-digit fields; this format has neither.
-  if (s.size() < 10 || s[4] != '-' || s[7] != '-' || s.find_first_of(" \t") < 10) return std::nullopt;
+  // strptime skips white space before a number and takes one-digit fields; this format has
+  // neither: white space only as the one separator of date and time, and fixed field widths.
+  if (s.size() < 10 || s[4] != '-' || s[7] != '-') return std::nullopt;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (std::isspace(static_cast<unsigned char>(s[i])) && !(i == 10 && s[i] == ' ')) return std::nullopt;
+  }
   std::tm tm{};
   const char* p = strptime(s.c_str(), "%Y-%m-%d", &tm);
   if (p != s.c_str() + 10) return std::nullopt;

@@ -110,6 +110,21 @@ TEST_CASE("an import leaves the caller's page cache size and triggers as it foun
   CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox") == 20);
 }
 
+TEST_CASE("an import on a connection whose triggers are off leaves them off, and still refuses a bad line") {
+  TempDir dir;
+  make_outbox(dir.db(), 0);
+  auto db = Database::open(dir.db());
+  REQUIRE(db);
+  REQUIRE(sqlite3_db_config(db->handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr) == SQLITE_OK);
+  auto bad = good_lines(30);
+  bad[11] = kNoDevice;
+  auto refused = import_ndjson(*db, reader_of(bad), {});
+  REQUIRE(refused);
+  CHECK(problems_of(*refused) == "line 12: " + kNoDeviceRule + "\n");
+  CHECK_FALSE(triggers_enabled(*db));
+  CHECK(scalar(dir.db(), "SELECT count(*) FROM metrix_outbox") == 0);
+}
+
 TEST_CASE("SQLite running out of memory mid-import is an error of the import, never a bad line") {
   // Line 1 is bad and the 2,000 after it are good, so nothing is written and every later line
   // is still judged: by the checking threads, or -- with a trigger this build does not know

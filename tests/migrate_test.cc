@@ -235,6 +235,13 @@ TEST_CASE("a database at an older schema is refused by enqueue and upgraded by m
   CHECK(enqueue.err.find("schema version 1 is older than this metrix-relay's (" + kLatest +
                          "); upgrade it with 'metrix-relay migrate") !=
         std::string::npos);
+  // check reports the schema as a finding, with the same remedy (it was lost once storage
+  // stopped naming commands).
+  auto check = run({relay_binary(), "check", "--db", dir.db()});
+  CHECK(check.exit_code == 1);
+  CHECK_MESSAGE(check.out.find("schema version 1 is older than this metrix-relay's (" + kLatest +
+                               "); upgrade it with 'metrix-relay migrate --db " + dir.db() + "'") != std::string::npos,
+                check.out);
   auto migrate = run({relay_binary(), "migrate", "--db", dir.db()});
   CHECK(migrate.exit_code == 0);
   CHECK(migrate.out.find("migrated schema from version 1 to " + kLatest) != std::string::npos);

@@ -37,8 +37,12 @@ void add_check(CLI::App& app, int& exit_code) {
     auto level_name = [](CheckFinding::Level l) {
       return l == CheckFinding::Level::ok ? "ok" : l == CheckFinding::Level::warning ? "warning" : "error";
     };
-    // Storage says what a repair would do; the command names the flag that does it.
-    auto says = [](const CheckFinding& f) { return f.repair.empty() ? f.message : f.message + "; --repair " + f.repair; };
+    // Storage says what a repair would do, or which error it found; the command names the flag
+    // or the command that mends it.
+    auto says = [&](const CheckFinding& f) {
+      if (f.error) return with_remedy(Error{*f.error, f.message}, args->db).message;
+      return f.repair.empty() ? f.message : f.message + "; --repair " + f.repair;
+    };
     if (args->json) {
       nlohmann::json out = {{"healthy", report->healthy()},        {"repaired", report->repaired},
                             {"expired_leases", report->expired_leases}, {"stale_heartbeats", report->stale_heartbeats},

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <memory>
 
-#include "storage/status.h"
 #include "storage/import.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/output.h"
