@@ -20,6 +20,7 @@
 #include "fuzz/event_rules.h"
 #include "fuzz/support.h"
 #include "relay/relay.h"
+#include "storage/clock.h"
 #include "storage/database.h"
 #include "storage/event.h"
 #include "storage/migrate.h"
