@@ -8,11 +8,23 @@ set(METRIX_MIGRATIONS
   ${CMAKE_SOURCE_DIR}/migrations/0004_heartbeat_window.sql
   ${CMAKE_SOURCE_DIR}/migrations/0005_lease_expiries.sql
 )
+# PostgreSQL's own, in storage/postgres/migrations/ (storage/postgres/migrate.h).
+set(METRIX_PG_MIGRATIONS
+  ${CMAKE_SOURCE_DIR}/storage/postgres/migrations/0001_outbox.sql
+)
 set(METRIX_MIGRATIONS_CC ${CMAKE_BINARY_DIR}/generated/migrations_embedded.cc)
+set(METRIX_PG_MIGRATIONS_CC ${CMAKE_BINARY_DIR}/generated/pg_migrations_embedded.cc)
 add_custom_command(
   OUTPUT ${METRIX_MIGRATIONS_CC}
   COMMAND ${CMAKE_COMMAND} -DOUTPUT=${METRIX_MIGRATIONS_CC} "-DINPUTS=${METRIX_MIGRATIONS}"
-          -P ${CMAKE_SOURCE_DIR}/cmake/embed_migrations_script.cmake
+          -DFUNCTION=embedded_migrations -DINCLUDE=storage/migrate.h -P ${CMAKE_SOURCE_DIR}/cmake/embed_migrations_script.cmake
   DEPENDS ${METRIX_MIGRATIONS} ${CMAKE_SOURCE_DIR}/cmake/embed_migrations_script.cmake
   COMMENT "Embedding SQL migrations"
+  VERBATIM)
+add_custom_command(
+  OUTPUT ${METRIX_PG_MIGRATIONS_CC}
+  COMMAND ${CMAKE_COMMAND} -DOUTPUT=${METRIX_PG_MIGRATIONS_CC} "-DINPUTS=${METRIX_PG_MIGRATIONS}"
+          -DFUNCTION=embedded_pg_migrations -DINCLUDE=storage/postgres/migrate.h -P ${CMAKE_SOURCE_DIR}/cmake/embed_migrations_script.cmake
+  DEPENDS ${METRIX_PG_MIGRATIONS} ${CMAKE_SOURCE_DIR}/cmake/embed_migrations_script.cmake
+  COMMENT "Embedding PostgreSQL migrations"
   VERBATIM)

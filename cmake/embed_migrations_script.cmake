@@ -1,7 +1,7 @@
-# cmake -DOUTPUT=file.cc -DINPUTS="a.sql;b.sql" -P embed_migrations_script.cmake
-set(body "// Generated from migrations/*.sql by cmake/embed_migrations_script.cmake. Do not edit.\n")
-string(APPEND body "#include \"storage/migrate.h\"\n\nnamespace metrix {\n\n")
-string(APPEND body "const std::vector<Migration>& embedded_migrations() {\n")
+# cmake -DOUTPUT=file.cc -DINPUTS="a.sql;b.sql" -DFUNCTION=name -DINCLUDE=header.h -P embed_migrations_script.cmake
+set(body "// Generated from *.sql migrations by cmake/embed_migrations_script.cmake. Do not edit.\n")
+string(APPEND body "#include \"${INCLUDE}\"\n\nnamespace metrix {\n\n")
+string(APPEND body "const std::vector<Migration>& ${FUNCTION}() {\n")
 string(APPEND body "  static const std::vector<Migration> migrations = {\n")
 set(expected 1)
 foreach(input IN LISTS INPUTS)

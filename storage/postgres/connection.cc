@@ -1,0 +1,150 @@
+#include "storage/postgres/connection.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+namespace metrix::pg {
+
+bool is_uri(std::string_view db) { return db.starts_with("postgresql://") || db.starts_with("postgres://"); }
+
+std::string redact(std::string_view uri) {
+  std::string out(uri);
+  // userinfo: scheme://user:password@host
+  if (auto scheme = out.find("://"); scheme != std::string::npos) {
+    const auto start = scheme + 3;
+    const auto end = out.find_first_of("/?", start);
+    const auto at = out.rfind('@', end == std::string::npos ? out.size() : end);
+    if (at != std::string::npos && at >= start) {
+      const auto colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // a parameter: ...?password=...&...
+  for (std::size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    if (p == 0 || (out[p - 1] != '?' && out[p - 1] != '&')) continue;
+    const auto value = p + 9;
+    const auto end = out.find('&', value);
+    out.replace(value, (end == std::string::npos ? out.size() : end) - value, "***");
+  }
+  return out;
+}
+
+std::string Rows::text(int row, int col) const {
+  return std::string(PQgetvalue(result_.get(), row, col), static_cast<std::size_t>(PQgetlength(result_.get(), row, col)));
+}
+
+std::int64_t Rows::int64(int row, int col) const {
+  const char* v = PQgetvalue(result_.get(), row, col);
+  std::int64_t out = 0;
+  std::from_chars(v, v + PQgetlength(result_.get(), row, col), out);
+  return out;
+}
+
+std::optional<std::string> Rows::optional_text(int row, int col) const {
+  if (null(row, col)) return std::nullopt;
+  return text(row, col);
+}
+
+std::optional<std::int64_t> Rows::optional_int64(int row, int col) const {
+  if (null(row, col)) return std::nullopt;
+  return int64(row, col);
+}
+
+bool Rows::boolean(int row, int col) const { return PQgetvalue(result_.get(), row, col)[0] == 't'; }
+
+std::int64_t Rows::affected() const {
+  const char* n = PQcmdTuples(result_.get());
+  std::int64_t out = 0;
+  std::from_chars(n, n + std::char_traits<char>::length(n), out);
+  return out;
+}
+
+Error error_of(PGconn* conn, const PGresult* result, std::string_view database) {
+  const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  const std::string sqlstate = state ? state : "";
+  if (sqlstate == "23514") {
+    // The schema's rule: its message alone is "field: rule".
+    const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+    return Error{Errc::invalid_event, primary ? primary : "check_violation"};
+  }
+  std::string message = result ? PQresultErrorMessage(result) : "";
+  if (message.empty() && conn) message = PQerrorMessage(conn);
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  if (sqlstate == "23505") return Error{Errc::duplicate, message};
+  const bool lost = !conn || PQstatus(conn) != CONNECTION_OK;
+  if (lost || sqlstate.starts_with("08") || sqlstate.starts_with("57P") || sqlstate == "40001" ||
+      sqlstate == "40P01" || sqlstate == "55P03") {
+    return Error{Errc::busy, fmt::format("{}: {} (the connection will be tried again)", database,
+                                         message.empty() ? "connection lost" : message)};
+  }
+  return Error{Errc::io, fmt::format("{}: {}", database, message)};
+}
+
+Result<Connection> Connection::open(const std::string& uri) {
+  PGconn* conn = PQconnectdb(uri.c_str());
+  if (!conn) return Error{Errc::io, fmt::format("{}: out of memory", redact(uri))};
+  Connection c(conn, redact(uri));
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(conn);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    return Error{Errc::busy, fmt::format("{}: cannot connect: {}", c.name_, message)};
+  }
+  // Times and text the same whatever the server's or the role's defaults.
+  if (auto s = c.exec_script("SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'"); !s) return s.error();
+  return c;
+}
+
+Status Connection::reconnect() {
+  PQreset(conn_.get());
+  if (PQstatus(conn_.get()) != CONNECTION_OK) return error_of(conn_.get(), nullptr, name_);
+  return exec_script("SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'");
+}
+
+Result<Rows> Connection::exec(std::string_view sql, const std::vector<Param>& params) {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  values.reserve(params.size());
+  lengths.reserve(params.size());
+  for (const Param& p : params) {
+    values.push_back(p ? p->data() : nullptr);
+    lengths.push_back(p ? static_cast<int>(p->size()) : 0);
+  }
+  const std::string text(sql);
+  PGresult* r = PQexecParams(conn_.get(), text.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
+                             lengths.data(), nullptr, 0);
+  Rows rows(r);
+  const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return error_of(conn_.get(), r, name_);
+  return rows;
+}
+
+Status Connection::exec_script(std::string_view sql) {
+  const std::string text(sql);
+  PGresult* r = PQexec(conn_.get(), text.c_str());
+  Rows hold(r);
+  const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return error_of(conn_.get(), r, name_);
+  return {};
+}
+
+std::string array_literal(const std::vector<Param>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) out.push_back(',');
+    if (!values[i]) {
+      out += "NULL";
+      continue;
+    }
+    out.push_back('"');
+    for (char c : *values[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+}  // namespace metrix::pg

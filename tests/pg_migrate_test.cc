@@ -1,0 +1,88 @@
+// migrate on PostgreSQL: the real binary against a throwaway server.
+#include <doctest/doctest.h>
+
+#include <future>
+
+#include "tests/support/pg_server.h"
+#include "tests/support/process.h"
+
+using namespace metrix::test;
+
+namespace {
+
+RunResult migrate(const std::string& uri, const std::map<std::string, std::string>& env = {}) {
+  return run({relay_binary(), "migrate", "--db", uri}, {}, env);
+}
+
+}  // namespace
+
+TEST_CASE("migrate creates the outbox in the current schema, once, and says so") {
+  PgServer pg;
+  auto first = migrate(pg.uri());
+  CHECK(first.exit_code == 0);
+  CHECK(first.out.find("migrated schema from version 0 to") != std::string::npos);
+  auto again = migrate(pg.uri());
+  CHECK(again.exit_code == 0);
+  CHECK(again.out.find("schema is up to date") != std::string::npos);
+  CHECK(pg.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN "
+                "('metrix_outbox', 'metrix_outbox_attempt', 'metrix_app_pause', 'metrix_relay_heartbeat', "
+                "'metrix_schema_migrations')") == "5\n");
+
+  // options=-csearch_path: another schema of the same database gets its own outbox.
+  pg.psql("CREATE SCHEMA bank");
+  auto other = migrate(pg.uri() + "?options=-csearch_path%3Dbank");
+  CHECK(other.exit_code == 0);
+  CHECK(other.out.find("from version 0") != std::string::npos);
+  CHECK(pg.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bank'") != "0\n");
+}
+
+TEST_CASE("concurrent migrate runs apply each migration once") {
+  PgServer pg;
+  std::vector<std::future<RunResult>> runs;
+  for (int i = 0; i < 4; ++i) runs.push_back(std::async(std::launch::async, [&] { return migrate(pg.uri()); }));
+  int created = 0;
+  for (auto& r : runs) {
+    auto result = r.get();
+    CHECK_MESSAGE(result.exit_code == 0, result.err);
+    created += result.out.find("from version 0") != std::string::npos;
+  }
+  CHECK(created == 1);
+  CHECK(pg.psql("SELECT count(*) = count(DISTINCT version) FROM metrix_schema_migrations") == "t\n");
+}
+
+TEST_CASE("a newer or altered schema is refused, and nothing is written") {
+  PgServer pg;
+  REQUIRE(migrate(pg.uri()).exit_code == 0);
+  pg.psql("INSERT INTO metrix_schema_migrations VALUES (999, 'from_the_future', 'x', 0)");
+  auto newer = migrate(pg.uri());
+  CHECK(newer.exit_code != 0);
+  CHECK(newer.err.find("newer than this metrix-relay knows") != std::string::npos);
+  pg.psql("DELETE FROM metrix_schema_migrations WHERE version = 999; "
+          "UPDATE metrix_schema_migrations SET checksum = 'altered' WHERE version = 1");
+  auto altered = migrate(pg.uri());
+  CHECK(altered.exit_code != 0);
+  CHECK(altered.err.find("checksum mismatch") != std::string::npos);
+}
+
+TEST_CASE("a password in the URI is never printed") {
+  PgServer pg;
+  pg.psql("ALTER ROLE metrix PASSWORD 'hunter2-secret'");
+  const std::string uri = "postgresql://metrix:hunter2-secret@127.0.0.1:" + std::to_string(pg.port()) + "/nosuchdb";
+  auto r = migrate(uri);
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("nosuchdb") != std::string::npos);
+  CHECK(r.err.find("hunter2") == std::string::npos);
+  CHECK(r.out.find("hunter2") == std::string::npos);
+  auto ok = migrate("postgresql://metrix:hunter2-secret@127.0.0.1:" + std::to_string(pg.port()) + "/postgres");
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("hunter2") == std::string::npos);
+  CHECK(ok.out.find("***") != std::string::npos);
+}
+
+TEST_CASE("postgresql:// alone takes everything from libpq's environment") {
+  PgServer pg;
+  auto r = migrate("postgresql://", {{"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(pg.port())},
+                                     {"PGUSER", "metrix"}, {"PGDATABASE", "postgres"}});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(pg.psql("SELECT count(*) FROM metrix_schema_migrations") != "0\n");
+}
