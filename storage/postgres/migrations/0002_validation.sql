@@ -29,6 +29,7 @@ DECLARE
   p text := NEW.payload;
   j json;
   jb jsonb;
+  w json;  -- what the key walk reads: j, or the rewritten text
   msg text;
   t text;
   q text;
@@ -123,9 +124,12 @@ BEGIN
     END IF;
     -- The rules below read a jsonb copy: a lookup in json lexes the whole text anew each time,
     -- in jsonb it is a binary search. jsonb keeps each object's last value of a repeated key,
-    -- which the next rule refuses, and holds numbers as numeric, which cannot hold every JSON
-    -- number (1e-20000, 20000 digits after the point): such a payload gets its numbers
-    -- rewritten first, to ones with the same verdict (zero stays zero, infinite stays so).
+    -- which the next rule refuses, holds numbers as numeric, which cannot hold every JSON number
+    -- (1e-20000, 20000 digits after the point), and refuses a lone surrogate ("\ud800"): such a
+    -- payload is rewritten first, to one with the same verdict (zero stays zero, infinite stays
+    -- infinite, a surrogate a private-use letter). The key walk below reads that text too:
+    -- json_each refuses a lone surrogate as well.
+    w := j;
     BEGIN
       jb := p::jsonb;
     EXCEPTION WHEN numeric_value_out_of_range OR invalid_text_representation OR untranslatable_character THEN
@@ -137,7 +141,11 @@ BEGIN
       i := 1;
       FOR t IN SELECT m[1] FROM regexp_matches(p, E'("(?:[^"\\\\]|\\\\.)*"|-?[0-9][-+.0-9eE]*)', 'g') m LOOP
         i := i + 1;
-        IF left(t, 1) <> '"' THEN
+        IF left(t, 1) = '"' THEN
+          -- \uD800-\uDFFF become \uE800-\uEFFF, private-use letters: distinct keys stay
+          -- distinct, and no rule accepts either (a key with an escape is refused anyway)
+          t := regexp_replace(t, E'(?<!\\\\)((?:\\\\\\\\)*)\\\\u[dD]([89a-fA-F][0-9a-fA-F]{2})', E'\\1\\\\uE\\2', 'g');
+        ELSE
           -- the number as 0.<significant digits> x 10^e, e its order of magnitude
           num := regexp_match(t, E'^(-?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?)0*([0-9]*))?$');
           sig := ltrim(num[2] || coalesce(num[3], ''), '0');
@@ -155,6 +163,7 @@ BEGIN
         q := q || t || parts[i];
       END LOOP;
       jb := q::jsonb;
+      w := q::json;
     END IF;
     -- Every object at any depth. Without a backslash the text has no escapes, so its strings
     -- are those of jsonb's output, where ':' is never escaped: one ':' more in the payload is a
@@ -164,7 +173,7 @@ BEGIN
              THEN length(p) - length(replace(p, ':', '')) <> length(jb::text) - length(replace(jb::text, ':', ''))
             ELSE EXISTS (
               WITH RECURSIVE node(doc, kind) AS (
-                SELECT j, 'object'
+                SELECT w, 'object'
                 UNION ALL
                 SELECT c.doc, json_typeof(c.doc)
                   FROM node
@@ -225,7 +234,8 @@ BEGIN
       msg := 'customAttributes: must be a JSON object';
       EXIT rules;
     END IF;
-    IF jsonb_path_exists(jb, 'strict $.customAttributes.* ? (@.type() != "string")') THEN
+    -- strict: lax mode would look inside an array value; the key is there, or strict refuses.
+    IF jb ? 'customAttributes' AND jsonb_path_exists(jb, 'strict $.customAttributes.* ? (@.type() != "string")') THEN
       msg := 'customAttributes: every value must be a string';
       EXIT rules;
     END IF;
@@ -235,7 +245,7 @@ BEGIN
     END IF;
     -- A finite number is one that does not round to infinity as a double, as SQLite reads it:
     -- |x| < 2^1024 - 2^970, compared exactly (jsonb holds the number as numeric).
-    IF jsonb_path_exists(jb, 'strict $.customMetrics.* ? (@.type() != "number" || @ >= 179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792 || @ <= -179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792)') THEN
+    IF jb ? 'customMetrics' AND jsonb_path_exists(jb, 'strict $.customMetrics.* ? (@.type() != "number" || @ >= 179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792 || @ <= -179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792)') THEN
       msg := 'customMetrics: every value must be a finite number';
       EXIT rules;
     END IF;
