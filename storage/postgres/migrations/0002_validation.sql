@@ -150,13 +150,14 @@ BEGIN
           num := regexp_match(t, E'^(-?)([0-9]+)(?:\\.([0-9]+))?(?:[eE]([+-]?)0*([0-9]*))?$');
           sig := ltrim(num[2] || coalesce(num[3], ''), '0');
           IF sig = '' THEN
-            t := '0';
+            t := CASE WHEN t ~ '[eE]' THEN '0' ELSE t END;
           ELSIF length(num[5]) > 9 THEN  -- an exponent beyond any payload's digits
             t := CASE WHEN num[4] = '-' THEN '0' ELSE '1e400' END;
           ELSE
             e := length(num[2]) - (length(num[2] || coalesce(num[3], '')) - length(sig))
                  + CASE WHEN num[4] = '-' THEN -1 ELSE 1 END * coalesce(nullif(num[5], '')::bigint, 0);
-            t := CASE WHEN e > 309 THEN '1e400' WHEN e < -400 THEN '0'
+            -- kept as written when numeric can hold it, so eventTime's text is still its own
+            t := CASE WHEN e > 309 THEN '1e400' WHEN e < -400 THEN '0' WHEN length(t) <= 1000 THEN t
                       ELSE num[1] || '0.' || left(sig, 700) || 'e' || e END;
           END IF;
         END IF;
@@ -258,9 +259,10 @@ BEGIN
       EXIT rules;
     END IF;
     -- SQLite's json_type 'integer': a number written without fraction or exponent ("1.0" and
-    -- "1e12" are 'real'), so the json's text as written, not jsonb's numeric.
+    -- "1e12" are 'real'), so the json's text as written, not jsonb's numeric (w: a rewritten
+    -- eventTime was no valid one, and its rewrite is none either).
     IF jb ? 'eventTime' THEN
-      t := (j -> 'eventTime')::text;
+      t := (w -> 'eventTime')::text;
       IF (CASE WHEN t ~ '^-?[0-9]{1,15}$' THEN t::bigint NOT BETWEEN 100000000000 AND 4102444800000 ELSE true END) THEN
         msg := 'eventTime: must be an integer number of milliseconds since the Unix epoch, between 1973-03-03 and 2100-01-01 (a time in seconds is refused)';
         EXIT rules;
