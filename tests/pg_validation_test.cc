@@ -271,6 +271,12 @@ std::string psql_script(const PgServer& pg, const std::string& script) {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+int count(const std::string& text, const std::string& part) {
+  int n = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++n;
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("SQLite and PostgreSQL give every event the same verdict and message") {
@@ -370,8 +376,9 @@ TEST_CASE("psql inside a transaction: an invalid event is refused with 23514 and
   // The enqueued payload never changes; the relay's own columns may.
   out = psql_script(pg, "UPDATE metrix_outbox SET payload = '{}';\n"
                         "UPDATE metrix_outbox SET created_at = created_at - 1;\n"
-                        "UPDATE metrix_outbox SET app_id = 'other';\n");
-  CHECK(contains(out, "ERROR:  23514: payload: an enqueued event cannot be changed; enqueue a new one"));
+                        "UPDATE metrix_outbox SET app_id = 'other';\n"
+                        "UPDATE metrix_outbox SET event_slug = 'other';\n");
+  CHECK(count(out, "ERROR:  23514: payload: an enqueued event cannot be changed; enqueue a new one") == 4);
   CHECK(pg.psql("SELECT count(*) FROM metrix_outbox WHERE payload = '" + good + "' AND app_id IS NULL") == "1\n");
   pg.psql("UPDATE metrix_outbox SET status = 'sending', attempts = 1, lease_token = 1");
   pg.psql("UPDATE metrix_outbox SET payload = payload");  // the same bytes: no change
@@ -396,4 +403,14 @@ TEST_CASE("the payload is stored byte for byte and created_at comes from the dat
   REQUIRE(stored);
   CHECK(stored->text(0, 0) == odd);
   CHECK(stored->int64(0, 1) == static_cast<std::int64_t>(odd.size()));
+  // event_slug is the payload's, whatever an INSERT says.
+  auto slugged = conn->exec("INSERT INTO metrix_outbox (payload, event_slug) VALUES ($1, 'not-the-slug') RETURNING event_slug",
+                            {odd});
+  REQUIRE(slugged);
+  CHECK(slugged->text(0, 0) == "taqsq");
+  // A NUL byte would reach the server cut short: refused before it is sent.
+  auto nul = conn->exec("INSERT INTO metrix_outbox (payload) VALUES ($1)", {std::string("{\"a\":\"x\0y\"}", 13)});
+  REQUIRE_FALSE(nul);
+  CHECK(nul.error().code == metrix::Errc::invalid_argument);
+  CHECK(contains(nul.error().message, "NUL byte"));
 }

@@ -102,6 +102,14 @@ Status Connection::reconnect() {
 }
 
 Result<Rows> Connection::exec(std::string_view sql, const std::vector<Param>& params) {
+  // libpq sends a text parameter up to its first NUL, whatever its length: refuse rather than
+  // store less than was given. (PostgreSQL's text cannot hold a NUL at all.)
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (params[i] && params[i]->find('\0') != std::string::npos) {
+      return Error{Errc::invalid_argument, fmt::format("{}: parameter ${} holds a NUL byte, which PostgreSQL text "
+                                                       "cannot store", name_, i + 1)};
+    }
+  }
   std::vector<const char*> values;
   std::vector<int> lengths;
   values.reserve(params.size());

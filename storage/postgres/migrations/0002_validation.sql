@@ -307,6 +307,8 @@ BEGIN
   IF msg IS NOT NULL THEN
     RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = msg;
   END IF;
+  -- Derived, never given: what SQLite's generated column reads off the payload.
+  NEW.event_slug := jb ->> 'eventSlug';
   RETURN NEW;
 END;
 $$;
@@ -319,7 +321,7 @@ CREATE TRIGGER metrix_outbox_validate BEFORE INSERT ON metrix_outbox
 CREATE FUNCTION metrix_outbox_payload_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF NEW.payload IS DISTINCT FROM OLD.payload OR NEW.app_id IS DISTINCT FROM OLD.app_id
-     OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+     OR NEW.created_at IS DISTINCT FROM OLD.created_at OR NEW.event_slug IS DISTINCT FROM OLD.event_slug THEN
     RAISE EXCEPTION USING ERRCODE = 'check_violation',
       MESSAGE = 'payload: an enqueued event cannot be changed; enqueue a new one';
   END IF;
@@ -327,5 +329,5 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER metrix_outbox_payload_immutable BEFORE UPDATE OF payload, app_id, created_at ON metrix_outbox
+CREATE TRIGGER metrix_outbox_payload_immutable BEFORE UPDATE OF payload, app_id, created_at, event_slug ON metrix_outbox
   FOR EACH ROW EXECUTE FUNCTION metrix_outbox_payload_immutable();
