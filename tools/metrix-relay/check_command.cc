@@ -29,6 +29,10 @@ void add_check(CLI::App& app, int& exit_code) {
   cmd->add_flag("--repair", args->repair, "repair what can be repaired safely (see above)");
   cmd->add_flag("--json", args->json, "machine-readable output");
   cmd->callback([args, &exit_code] {
+    if (pg::is_uri(args->db)) {
+      exit_code = fail(not_on_postgresql(args->db));
+      return;
+    }
     auto report = args->repair ? repair_outbox(args->db, now_ms()) : check_outbox(args->db, args->quick, now_ms());
     if (!report) {
       exit_code = fail(with_remedy(report.error(), args->db));

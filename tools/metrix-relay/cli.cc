@@ -49,6 +49,12 @@ Result<Database> open_outbox(const std::string& path, const OpenOptions& options
   return db;
 }
 
+Error not_on_postgresql(const std::string& uri) {
+  return Error{Errc::invalid_argument,
+               fmt::format("{}: this command reads SQLite outboxes only in this version; on PostgreSQL, use SQL "
+                           "(README \"Audit SQL\" and \"Choosing a backend\")", pg::redact(uri))};
+}
+
 Result<pg::Connection> open_pg_outbox(const std::string& uri) {
   auto db = pg::Connection::open(uri);
   if (!db) return db.error();
@@ -59,6 +65,7 @@ Result<pg::Connection> open_pg_outbox(const std::string& uri) {
 namespace {
 
 Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path, const OpenOptions& options) {
+  if (pg::is_uri(path)) return not_on_postgresql(path);
   auto store = SqliteOperatorStore::open(path, options);
   if (!store) return with_remedy(store.error(), path);
   return std::unique_ptr<OperatorStore>(std::move(*store));
