@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "storage/postgres/connection.h"
 #include "storage/time_text.h"
 #include "relay/log.h"
 
@@ -50,7 +51,7 @@ int Relay::run() {
     log::error({}, "cannot read app pauses: {}", pauses.error().message);
     return 1;
   }
-  log::info({}, "relaying {} to {} with {} requests in flight{}", config_.db_path, config_.endpoint, config_.concurrency,
+  log::info({}, "relaying {} to {} with {} requests in flight{}", pg::redact(config_.db_path), config_.endpoint, config_.concurrency,
             config_.until_idle ? ", until no row is pending" : "");
   last_progress_at_ = now_ms();
   char host[256] = {};
