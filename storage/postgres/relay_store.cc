@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "storage/clock.h"
 #include "storage/postgres/migrate.h"
@@ -56,6 +57,7 @@ std::string num(std::int64_t v) { return std::to_string(v); }
 constexpr std::string_view kSkew = "(floor(extract(epoch FROM now()) * 1000)::bigint - $1::bigint)";
 
 struct Sql {
+  std::string name;  // of the prepared statement, made on the connection's first use of it
   std::string text;
   std::vector<Param> params;
 };
@@ -63,23 +65,33 @@ struct Sql {
 // Runs `statements` in one round trip, in one transaction: pipeline mode, whose statements up to
 // the sync point share an implicit transaction, committed there, or rolled back as a whole when
 // one fails. The rows of each statement, or the first error. `broken` is set when the
-// connection is left in a state only a reconnection mends.
-Result<std::vector<Rows>> run_pipeline(Connection& db, const std::vector<Sql>& statements, bool& broken) {
+// connection is left in a state only a reconnection mends. Statements are prepared once per
+// connection (`prepared` lists those made): planning the claim costs more than running a small one.
+Result<std::vector<Rows>> run_pipeline(Connection& db, const std::vector<Sql>& statements, std::set<std::string>& prepared,
+                                       bool& broken) {
   PGconn* c = db.handle();
   if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0) {
     broken = true;
     return error_of(c, nullptr, db.name());
   }
   bool sent = true;
+  std::vector<const std::string*> preparing;  // per statement: the name it prepares first, or null
   for (const Sql& s : statements) {
+    const bool prepare = !prepared.count(s.name) &&
+                         std::none_of(preparing.begin(), preparing.end(), [&](auto* n) { return n && *n == s.name; });
+    preparing.push_back(prepare ? &s.name : nullptr);
+    if (prepare && !PQsendPrepare(c, s.name.c_str(), s.text.c_str(), static_cast<int>(s.params.size()), nullptr)) {
+      sent = false;
+      break;
+    }
     std::vector<const char*> values;
     std::vector<int> lengths;
     for (const Param& p : s.params) {
       values.push_back(p ? p->data() : nullptr);
       lengths.push_back(p ? static_cast<int>(p->size()) : 0);
     }
-    if (!PQsendQueryParams(c, s.text.c_str(), static_cast<int>(values.size()), nullptr, values.data(), lengths.data(),
-                           nullptr, 0)) {
+    if (!PQsendQueryPrepared(c, s.name.c_str(), static_cast<int>(values.size()), values.data(), lengths.data(), nullptr,
+                             0)) {
       sent = false;
       break;
     }
@@ -101,7 +113,9 @@ Result<std::vector<Rows>> run_pipeline(Connection& db, const std::vector<Sql>& s
   }
   std::vector<Rows> out;
   std::optional<Error> first_error;
-  for (std::size_t i = 0; i < statements.size(); ++i) {
+  for (std::size_t i = 0; i < statements.size() * 2; ++i) {
+    const bool preparation = i % 2 == 0;
+    if (preparation && !preparing[i / 2]) continue;
     PGresult* r = PQgetResult(c);
     if (!r) {
       broken = true;
@@ -110,7 +124,8 @@ Result<std::vector<Rows>> run_pipeline(Connection& db, const std::vector<Sql>& s
     Rows rows(r);
     const auto status = PQresultStatus(r);
     if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-      out.push_back(std::move(rows));
+      if (preparation) prepared.insert(*preparing[i / 2]);  // made, whatever becomes of the transaction
+      else out.push_back(std::move(rows));
     } else if (!first_error) {
       first_error = error_of(c, r, db.name());
     }
@@ -136,8 +151,8 @@ Result<std::vector<Rows>> run_pipeline(Connection& db, const std::vector<Sql>& s
 // locked by the UPDATE, so no other relay numbers beside it).
 constexpr std::string_view kRecord = R"SQL(
 WITH skew AS (SELECT )SQL" "(floor(extract(epoch FROM now()) * 1000)::bigint - $1::bigint)" R"SQL( AS ms),
-o AS (
-  SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[],
+o AS MATERIALIZED (
+  SELECT *, 'sending'::text AS expect FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[],
                        $8::text[], $9::text[], $10::bigint[], $11::bigint[])
     AS u(id, token, status, attempted, next_at, http_status, error, response, started, finished)),
 updated AS (
@@ -147,7 +162,9 @@ updated AS (
     last_error = CASE WHEN o.attempted OR o.error IS NOT NULL THEN o.error ELSE m.last_error END,
     sent_at = CASE WHEN o.status = 'sent' THEN o.finished + skew.ms END,
     lease_expiries = CASE WHEN o.attempted THEN 0 ELSE m.lease_expiries END
-  FROM o, skew WHERE m.id = o.id AND m.lease_token = o.token AND m.status = 'sending'
+  -- The rows by primary key, then the fence as a join condition: as a constant test on status, it
+  -- made the planner think few rows match and scan the whole due index, or loop over o per row.
+  FROM o, skew WHERE m.id = ANY ($2::bigint[]) AND m.id = o.id AND m.lease_token = o.token AND m.status = o.expect
   RETURNING m.id),
 attempt AS (
   INSERT INTO metrix_outbox_attempt (outbox_id, attempt, started_at, finished_at, http_status, error, response)
@@ -265,6 +282,7 @@ Status PgRelayStore::ready() {
   }
   lost_ = false;
   backoff_ms_ = 0;
+  prepared_.clear();  // a new session has none
   return {};
 }
 
@@ -299,32 +317,32 @@ Result<RoundResult> PgRelayStore::write_round(const WriteJob& job) {
       started.push_back(num(o.started_at));
       finished.push_back(num(o.finished_at));
     }
-    round.push_back({std::string(kRecord),
+    round.push_back({"metrix_record", std::string(kRecord),
                      {now, array_literal(id), array_literal(token), array_literal(status), array_literal(attempted),
                       array_literal(next_at), array_literal(http), array_literal(error), array_literal(response),
                       array_literal(started), array_literal(finished)}});
   }
   if (const auto& h = job.heartbeat) {
-    round.push_back({std::string(kBeat),
+    round.push_back({"metrix_beat", std::string(kBeat),
                      {now, h->relay_id, h->host, num(h->pid), num(h->started_at), num(h->beat_at), num(h->interval_ms),
                       num(h->sent), opt_int(h->last_sent_at), h->windows}});
   }
   for (const auto& [app, pause] : job.pauses) {
     if (pause) {
-      round.push_back({std::string(kSavePause),
+      round.push_back({"metrix_save_pause", std::string(kSavePause),
                        {now, pause->app_id, pause->reason, num(pause->since), num(pause->next_probe_at),
                         num(pause->interval_ms)}});
     } else {
-      round.push_back({"DELETE FROM metrix_app_pause WHERE app_id = $1", {app}});
+      round.push_back({"metrix_clear_pause", "DELETE FROM metrix_app_pause WHERE app_id = $1", {app}});
     }
   }
   for (const auto& [app, reason] : job.notes) {
-    round.push_back({"UPDATE metrix_outbox SET last_error = $2 WHERE coalesce(app_id, '') = $1 "
+    round.push_back({"metrix_note", "UPDATE metrix_outbox SET last_error = $2 WHERE coalesce(app_id, '') = $1 "
                      "AND status IN ('pending', 'sending') AND last_error IS DISTINCT FROM $2",
                      {app.value_or(""), reason}});
   }
   const std::size_t active_at = round.size();
-  round.push_back({std::string(kActiveApps), {}});
+  round.push_back({"metrix_active_apps", std::string(kActiveApps), {}});
   std::vector<Param> keys, gates;
   for (const auto& [app, gate] : job.gates) {  // a std::map: NULL first, then byte order
     if (gate <= 0) continue;
@@ -333,14 +351,14 @@ Result<RoundResult> PgRelayStore::write_round(const WriteJob& job) {
   }
   const bool claiming = job.claim_limit > 0 && !keys.empty();
   if (claiming) {
-    round.push_back({std::string(kClaim),
+    round.push_back({"metrix_claim", std::string(kClaim),
                      {now, num(job.lease_ms), num(job.claim_limit), array_literal(keys), array_literal(gates),
                       job.claim_suspect ? "t" : "f"}});
   }
 
   const std::int64_t started_us = steady_us();
   bool broken = false;
-  auto results = run_pipeline(db_, round, broken);
+  auto results = run_pipeline(db_, round, prepared_, broken);
   if (broken) lost_ = true;
   if (!results) return failed(results.error());
   RoundResult done;

@@ -33,6 +33,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "storage/postgres/connection.h"
@@ -64,6 +65,7 @@ class PgRelayStore final : public RelayStore {
   std::int64_t retry_at_us_ = 0;     // monotonic; no reconnection before
   std::int64_t backoff_ms_ = 0;      // the next wait after a failed reconnection
   bool lost_ = false;
+  std::set<std::string> prepared_;  // statements prepared on this connection
 };
 
 }  // namespace metrix::pg
