@@ -88,12 +88,13 @@ namespace {
 // target, for the dedup keys.
 struct Checker {
   TriggerCheck trigger;
-  Database target;
+  std::optional<Database> target;  // none: no lookups (the target is not an SQLite file)
   Statement exists;  // declared after target: destroyed before it
 
   static Result<Checker> open(const std::string& target_path) {
     auto trigger = TriggerCheck::open();
     if (!trigger) return trigger.error();
+    if (target_path.empty()) return Checker{std::move(*trigger), std::nullopt, Statement()};
     auto target = Database::open(target_path);
     if (!target) return target.error();
     auto exists = target->prepare("SELECT 1 FROM metrix_outbox WHERE dedup_key = ?1");
@@ -102,8 +103,9 @@ struct Checker {
   }
 
   Status mark_present(std::vector<CheckedLine>& lines) {
+    if (!target) return {};
     // One read transaction: one snapshot, and no lock taken per lookup.
-    auto snapshot = Transaction::begin_read(target.handle());
+    auto snapshot = Transaction::begin_read(target->handle());
     if (!snapshot) return snapshot.error();
     for (CheckedLine& line : lines) {
       if (line.blank || line.problem || !line.row.dedup_key) continue;

@@ -80,7 +80,8 @@ class TriggerCheck {
 // With `validate`, each thread judges lines with its own TriggerCheck, and first looks each
 // line's dedup_key up in the database at `target_path` (its own read-only snapshot, one per
 // batch): a line whose key is there is marked present instead of judged, so re-running an
-// import costs a lookup per line, not a validation. Without `validate`, lines are only parsed
+// import costs a lookup per line, not a validation. An empty `target_path` (a target that is
+// not an SQLite file): no lookups, every line is judged. Without `validate`, lines are only parsed
 // (the writer's database judges them).
 class CheckPool {
  public:

@@ -8,6 +8,7 @@
 
 #include "relay/remedy.h"
 #include "storage/migrate.h"
+#include "storage/postgres/migrate.h"
 #include "storage/sqlite_operator_store.h"
 
 namespace metrix::cli {
@@ -45,6 +46,13 @@ Result<Database> open_outbox(const std::string& path, const OpenOptions& options
   auto db = Database::open(path, options);
   if (!db) return with_remedy(db.error(), path);
   if (auto s = check_schema(*db); !s) return with_remedy(s.error(), path);
+  return db;
+}
+
+Result<pg::Connection> open_pg_outbox(const std::string& uri) {
+  auto db = pg::Connection::open(uri);
+  if (!db) return db.error();
+  if (auto s = pg::check_schema(*db); !s) return with_remedy(s.error(), uri);
   return db;
 }
 

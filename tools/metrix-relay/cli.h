@@ -10,6 +10,7 @@
 #include "storage/clock.h"
 #include "storage/database.h"
 #include "storage/operator_store.h"
+#include "storage/postgres/connection.h"
 #include "storage/result.h"
 
 namespace metrix::cli {
@@ -33,6 +34,8 @@ CLI::Validator whole_number(long long min);
 // Opens an existing, fully migrated outbox: the connection a producer writes on (enqueue,
 // import).
 Result<Database> open_outbox(const std::string& path, const OpenOptions& options = {});
+// The same, on PostgreSQL (`uri` is a postgresql:// URI; messages name it redacted).
+Result<pg::Connection> open_pg_outbox(const std::string& uri);
 // The same outbox as the operator commands see it.
 Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path);
 // For commands that only read: works on a file this process cannot write.

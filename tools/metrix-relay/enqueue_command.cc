@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "storage/postgres/producer.h"
 #include "storage/producer.h"
 #include "tools/metrix-relay/cli.h"
 
@@ -29,23 +30,26 @@ void add_enqueue(CLI::App& app, int& exit_code) {
     std::optional<std::string> dedup_key;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_option("--db", args->db, "outbox database (see 'migrate')")->required();
+  cmd->add_option("--db", args->db, "outbox database: an SQLite file or a postgresql:// URI (see 'migrate')")->required();
   cmd->add_option("--json", args->json, "the event payload, or - to read it from standard input")->required();
   cmd->add_option("--app-id", args->app_id, "Metrix appId for this event (default: the relay's --app-id)");
   cmd->add_option("--dedup-key", args->dedup_key, "unique key: a second event with the same key is refused");
   cmd->callback([args, &exit_code] {
     std::string payload = args->json;
     if (payload == "-") payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-    auto db = open_outbox(args->db);
-    if (!db) {
-      exit_code = fail(db.error());
-      return;
-    }
     EnqueueOptions options;
     options.app_id = args->app_id;
     options.dedup_key = args->dedup_key;
-    Producer producer(db->handle());
-    auto id = producer.enqueue(payload, options);
+    Result<std::int64_t> id = Error{Errc::io, {}};
+    if (pg::is_uri(args->db)) {
+      auto db = open_pg_outbox(args->db);
+      if (!db) return void(exit_code = fail(db.error()));
+      id = pg::Producer(db->handle()).enqueue(payload, options);
+    } else {
+      auto db = open_outbox(args->db);
+      if (!db) return void(exit_code = fail(db.error()));
+      id = Producer(db->handle()).enqueue(payload, options);
+    }
     if (!id) {
       exit_code = fail(id.error());
       return;

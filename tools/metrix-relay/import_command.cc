@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "storage/import.h"
+#include "storage/postgres/import.h"
 #include "tools/metrix-relay/cli.h"
 #include "tools/metrix-relay/output.h"
 #include "storage/time_text.h"
@@ -146,7 +148,8 @@ void add_import(CLI::App& app, int& exit_code) {
       "All or nothing (default): one transaction. If any line is bad, nothing is imported, every bad\n"
       "line is reported, and the exit code is 2. A crash or kill imports nothing. The database's write\n"
       "lock is held for the whole import, so producers writing meanwhile wait; on a busy live database\n"
-      "use --chunk.\n"
+      "use --chunk. On PostgreSQL (--db postgresql://...) producers keep writing meanwhile; only a\n"
+      "producer's event with a dedup key the open transaction is importing waits for it.\n"
       "--chunk N: a transaction per N lines. The first chunk holding a bad line is not imported (its\n"
       "bad lines are reported), the import stops there with exit 2, and the chunks before it stay.\n\n"
       "Re-running is safe with dedup keys: a line whose dedup_key is already in the outbox is skipped\n"
@@ -159,14 +162,15 @@ void add_import(CLI::App& app, int& exit_code) {
       "1 the input or the database failed (nothing of the open transaction imported).\n\n"
       "Examples:\n"
       "  metrix-relay import --db app.db events.ndjson\n"
-      "  zcat history.ndjson.gz | metrix-relay import --db app.db --chunk 50000 -");
+      "  zcat history.ndjson.gz | metrix-relay import --db app.db --chunk 50000 -\n"
+      "  PGPASSWORD=... metrix-relay import --db postgresql://app@db.internal/bank --chunk 50000 events.ndjson");
   struct Args {
     std::string db, file;
     std::int64_t chunk = 0;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("--db", a->db, "outbox database")->required();
+  cmd->add_option("--db", a->db, "outbox database: an SQLite file or a postgresql:// URI")->required();
   cmd->add_option("file", a->file, "NDJSON file, or - for standard input")->required();
   cmd->add_option("--chunk", a->chunk, "commit every N lines instead of all at once")->check(whole_number(1));
   add_format_flags(*cmd, a->json, nullptr);
@@ -182,19 +186,29 @@ void add_import(CLI::App& app, int& exit_code) {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     auto input = Input::open(a->file);
     if (!input) return void(exit_code = fail(input.error()));
-    auto db = open_outbox(a->db);
-    if (!db) return void(exit_code = fail(db.error()));
+    std::optional<Database> db;
+    std::optional<pg::Connection> pg_db;
+    if (pg::is_uri(a->db)) {
+      auto opened = open_pg_outbox(a->db);
+      if (!opened) return void(exit_code = fail(opened.error()));
+      pg_db.emplace(std::move(*opened));
+    } else {
+      auto opened = open_outbox(a->db);
+      if (!opened) return void(exit_code = fail(opened.error()));
+      db.emplace(std::move(*opened));
+    }
     Progress progress(*input, isatty(STDERR_FILENO) != 0);
     ImportOptions options;
     options.chunk_lines = a->chunk;
     ImportProgress last;
     auto started = std::chrono::steady_clock::now();
-    auto report = import_ndjson(
-        *db, [&](std::string& line) { return input->next(line); }, options,
-        [&](const ImportProgress& p) {
-          last = p;
-          progress.update(p);
-        });
+    auto next = [&](std::string& line) { return input->next(line); };
+    auto on_progress = [&](const ImportProgress& p) {
+      last = p;
+      progress.update(p);
+    };
+    auto report = pg_db ? pg::import_ndjson(*pg_db, next, options, on_progress)
+                        : import_ndjson(*db, next, options, on_progress);
     progress.finish(last);
     if (!report) {
       if (a->chunk > 0 && last.committed_lines > 0) {

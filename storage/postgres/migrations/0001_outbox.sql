@@ -2,7 +2,7 @@
 -- the columns and meanings of the SQLite schema (migrations/, README "The outbox"). Created in
 -- the connection's current schema (the first of its search_path). Times are milliseconds since
 -- the Unix epoch, UTC, always from the database's clock. The rules a new row must pass are
--- the next migration's.
+-- the next migration's, as is filling in event_slug.
 -- Applied migrations are never edited; a change is a new numbered file.
 
 -- The database's clock in milliseconds: the start of the current statement, so that the
@@ -31,7 +31,11 @@ CREATE TABLE metrix_outbox (
   -- token that claimed the row, so a relay whose lease expired cannot overwrite a newer claim
   lease_token      bigint NOT NULL DEFAULT 0,
   -- claims of the row in a row whose lease expired with no answer recorded (poison rows)
-  lease_expiries   bigint NOT NULL DEFAULT 0
+  lease_expiries   bigint NOT NULL DEFAULT 0,
+  -- the payload's eventSlug, for audits. SQLite computes it on every read (a virtual column);
+  -- here the insert trigger (0002) writes it once, since the payload never changes: a stored
+  -- generated column would parse the payload again on every UPDATE of the relay.
+  event_slug       text
 );
 
 -- The relay's claim: due rows of one app, in due order (then id), read straight off the index.
@@ -42,6 +46,7 @@ CREATE INDEX metrix_outbox_due ON metrix_outbox ((coalesce(app_id, '')), next_at
 CREATE INDEX metrix_outbox_status ON metrix_outbox (status, created_at)
   WHERE status IN ('sent', 'failed', 'dead', 'held');
 CREATE INDEX metrix_outbox_created ON metrix_outbox (created_at);
+CREATE INDEX metrix_outbox_slug ON metrix_outbox (event_slug, created_at);
 
 -- One row per HTTP attempt: the audit trail.
 CREATE TABLE metrix_outbox_attempt (
@@ -83,8 +88,7 @@ CREATE FUNCTION metrix_utc(ms bigint) RETURNS text LANGUAGE sql IMMUTABLE PARALL
 
 -- Every event with its payload fields and readable times.
 CREATE VIEW metrix_outbox_audit AS
-SELECT id, coalesce(app_id, '(default)') AS app_id, status,
-       payload::json ->> 'eventSlug' AS event_slug,
+SELECT id, coalesce(app_id, '(default)') AS app_id, status, event_slug,
        payload::json ->> 'metrixUserId' AS metrix_user_id,
        payload::json -> 'customMetrics' ->> '_revenue' AS revenue,
        payload::json -> 'customAttributes' ->> '_currency' AS currency,
