@@ -4,6 +4,7 @@
 //
 // A write round is one transaction in one round trip: its statements go out together in libpq's
 // pipeline mode and run in the pipeline's implicit transaction, committed at its sync point.
+// Each is prepared once per connection (planning the claim costs more than running a small one).
 // Outcomes are one statement (arrays and unnest: the fenced UPDATE and the attempt rows in one
 // data-modifying CTE), the claim another (each gated app's due rows read off metrix_outbox_due
 // with FOR UPDATE SKIP LOCKED, then one UPDATE that leases them). Two relays never lease one
