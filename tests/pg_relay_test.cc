@@ -216,3 +216,21 @@ TEST_CASE("two relays on one PostgreSQL outbox share the work and never send one
   for (const auto& copy : copies) twice += copy.second > 1;
   CHECK(twice == 0);
 }
+
+TEST_CASE("an answer that is not UTF-8 text is recorded with its bad bytes replaced, not refused") {
+  PgServer pg;
+  make_pg_outbox(pg, 1);
+  auto store = open_store(pg);
+  auto round = store->write_round(claim_job(1, 60'000, true));
+  REQUIRE(round);
+  REQUIRE(round->claims.size() == 1);
+  WriteJob job;
+  job.now = metrix::now_ms();
+  Outcome o = sent(round->claims[0]);
+  o.response = std::string("ok\xff\x00\xc3\xa9", 6);
+  job.outcomes.push_back(o);
+  auto recorded = store->write_round(job);
+  REQUIRE_MESSAGE(recorded, recorded.error().message);
+  CHECK(recorded->recorded.sent == 1);
+  CHECK(pg.psql("SELECT response FROM metrix_outbox_attempt") == "ok\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9\n");
+}

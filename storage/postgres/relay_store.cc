@@ -1,7 +1,6 @@
 #include "storage/postgres/relay_store.h"
 
 #include <fmt/format.h>
-#include <poll.h>
 
 #include <algorithm>
 #include <chrono>
@@ -9,6 +8,7 @@
 
 #include "storage/clock.h"
 #include "storage/postgres/migrate.h"
+#include "storage/postgres/pipeline.h"
 
 namespace metrix::pg {
 
@@ -55,96 +55,6 @@ std::string num(std::int64_t v) { return std::to_string(v); }
 // The skew between the database's clock (its transaction's start) and the relay's time $1:
 // what the relay's times gain when written, and lose when read back.
 constexpr std::string_view kSkew = "(floor(extract(epoch FROM now()) * 1000)::bigint - $1::bigint)";
-
-struct Sql {
-  std::string name;  // of the prepared statement, made on the connection's first use of it
-  std::string text;
-  std::vector<Param> params;
-};
-
-// Runs `statements` in one round trip, in one transaction: pipeline mode, whose statements up to
-// the sync point share an implicit transaction, committed there, or rolled back as a whole when
-// one fails. The rows of each statement, or the first error. `broken` is set when the
-// connection is left in a state only a reconnection mends. Statements are prepared once per
-// connection (`prepared` lists those made): planning the claim costs more than running a small one.
-Result<std::vector<Rows>> run_pipeline(Connection& db, const std::vector<Sql>& statements, std::set<std::string>& prepared,
-                                       bool& broken) {
-  PGconn* c = db.handle();
-  if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0) {
-    broken = true;
-    return error_of(c, nullptr, db.name());
-  }
-  bool sent = true;
-  std::vector<const std::string*> preparing;  // per statement: the name it prepares first, or null
-  for (const Sql& s : statements) {
-    const bool prepare = !prepared.count(s.name) &&
-                         std::none_of(preparing.begin(), preparing.end(), [&](auto* n) { return n && *n == s.name; });
-    preparing.push_back(prepare ? &s.name : nullptr);
-    if (prepare && !PQsendPrepare(c, s.name.c_str(), s.text.c_str(), static_cast<int>(s.params.size()), nullptr)) {
-      sent = false;
-      break;
-    }
-    std::vector<const char*> values;
-    std::vector<int> lengths;
-    for (const Param& p : s.params) {
-      values.push_back(p ? p->data() : nullptr);
-      lengths.push_back(p ? static_cast<int>(p->size()) : 0);
-    }
-    if (!PQsendQueryPrepared(c, s.name.c_str(), static_cast<int>(values.size()), values.data(), lengths.data(), nullptr,
-                             0)) {
-      sent = false;
-      break;
-    }
-  }
-  if (sent) sent = PQpipelineSync(c) == 1;
-  // Non-blocking while sending, reading what the server answers meanwhile: a server blocked on
-  // writing answers nobody reads would stop reading the rest of the pipeline.
-  for (int flushed = sent ? PQflush(c) : -1; sent && flushed != 0; flushed = PQflush(c)) {
-    if (flushed < 0) {
-      sent = false;
-      break;
-    }
-    pollfd fd{PQsocket(c), POLLIN | POLLOUT, 0};
-    if (poll(&fd, 1, 1000) < 0 || ((fd.revents & POLLIN) && !PQconsumeInput(c))) sent = false;
-  }
-  if (!sent || PQsetnonblocking(c, 0) != 0) {
-    broken = true;
-    return error_of(c, nullptr, db.name());
-  }
-  std::vector<Rows> out;
-  std::optional<Error> first_error;
-  for (std::size_t i = 0; i < statements.size() * 2; ++i) {
-    const bool preparation = i % 2 == 0;
-    if (preparation && !preparing[i / 2]) continue;
-    PGresult* r = PQgetResult(c);
-    if (!r) {
-      broken = true;
-      return error_of(c, nullptr, db.name());
-    }
-    Rows rows(r);
-    const auto status = PQresultStatus(r);
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-      if (preparation) prepared.insert(*preparing[i / 2]);  // made, whatever becomes of the transaction
-      else out.push_back(std::move(rows));
-    } else if (!first_error) {
-      first_error = error_of(c, r, db.name());
-    }
-    if (PGresult* end = PQgetResult(c)) {  // each statement's results end with a null
-      PQclear(end);
-      broken = true;
-      return Error{Errc::io, fmt::format("{}: unexpected results in a pipeline", db.name())};
-    }
-  }
-  PGresult* sync = PQgetResult(c);
-  const bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-  if (sync) PQclear(sync);
-  if (!synced || PQexitPipelineMode(c) != 1) {
-    broken = true;
-    return first_error ? *first_error : error_of(c, nullptr, db.name());
-  }
-  if (first_error) return *first_error;
-  return out;
-}
 
 // Outcomes, fenced by id + lease_token + status, and their attempt rows, in one statement;
 // returns the ids it recorded. Attempts are numbered after the row's last one (the row is
@@ -298,7 +208,7 @@ Error PgRelayStore::failed(Error error) {
 Result<RoundResult> PgRelayStore::write_round(const WriteJob& job) {
   if (auto s = ready(); !s) return s.error();
   const std::string now = num(job.now);
-  std::vector<Sql> round;
+  std::vector<PreparedSql> round;
   std::vector<const Outcome*> recorded_order;
   if (!job.outcomes.empty()) {
     std::vector<Param> id, token, status, attempted, next_at, http, error, response, started, finished;
