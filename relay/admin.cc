@@ -16,6 +16,7 @@
 #include "storage/database.h"
 #include "storage/migrate.h"
 #include "storage/clock.h"
+#include "storage/postgres/connection.h"
 
 namespace metrix {
 
@@ -27,6 +28,7 @@ struct AdminState {
   AdminState(std::string path, std::optional<std::string> default_app_id, Metrics& m)
       : db_path(std::move(path)), default_app(std::move(default_app_id)), metrics(m) {}
   std::string db_path;
+  bool sqlite = !pg::is_uri(db_path);  // the reads below are SQLite's; PostgreSQL's come later
   std::optional<std::string> default_app;
   Metrics& metrics;
   std::mutex mutex;
@@ -111,6 +113,7 @@ struct AdminState {
   std::string unready() {
     std::string reason = metrics.unready();
     if (!reason.empty()) return reason;
+    if (!sqlite) return {};  // the relay's own rounds say the database is writable
     auto d = database();
     if (!d) return "database: " + with_remedy(d.error(), db_path).message;
     if (auto s = check_schema(**d); !s) return "database: " + with_remedy(s.error(), db_path).message;
@@ -144,9 +147,11 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
 
   server.Get("/metrics", [state](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(state->mutex);
-    state->refresh_backlog();
     std::string body = state->metrics.render();
-    body += state->render_backlog();
+    if (state->sqlite) {
+      state->refresh_backlog();
+      body += state->render_backlog();
+    }
     res.set_content(std::move(body), "text/plain; version=0.0.4; charset=utf-8");
   });
   server.Get("/livez", [state](const httplib::Request&, httplib::Response& res) {
@@ -171,6 +176,11 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
   });
   server.Get("/status", [state](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(state->mutex);
+    if (!state->sqlite) {
+      res.status = 501;
+      res.set_content("/status reads an SQLite outbox only\n", "text/plain");
+      return;
+    }
     auto d = state->database();
     auto snapshot = d ? read_status(**d, now_ms()) : Result<StatusSnapshot>(d.error());
     if (!snapshot) {

@@ -10,6 +10,10 @@
 //                 key and is not paused); else 503 with the reason as text.
 //   GET /status   the JSON of `metrix-relay status --json` (default health thresholds).
 //
+// On a PostgreSQL outbox (a postgresql:// --db) the listener serves the loop's own counters
+// only: /metrics leaves out the backlog gauges, /readyz judges the database by the relay's
+// last write round, and /status answers 501. Reading them on PostgreSQL is a later change.
+//
 // A few threads serve; the database is read on one read-only connection of the listener's
 // own, one read at a time: a scrape never takes the write lock and never slows the loop
 // beyond reading its atomics.

@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "storage/postgres/connection.h"
 #include "storage/time_text.h"
 #include "relay/log.h"
 
@@ -50,7 +51,7 @@ int Relay::run() {
     log::error({}, "cannot read app pauses: {}", pauses.error().message);
     return 1;
   }
-  log::info({}, "relaying {} to {} with {} requests in flight{}", config_.db_path, config_.endpoint, config_.concurrency,
+  log::info({}, "relaying {} to {} with {} requests in flight{}", pg::redact(config_.db_path), config_.endpoint, config_.concurrency,
             config_.until_idle ? ", until no row is pending" : "");
   last_progress_at_ = now_ms();
   char host[256] = {};
@@ -102,12 +103,14 @@ int Relay::run() {
                         .others_wrote = done->others_wrote,
                         .lock_us = done->lock_us,
                         .next_due_at = done->next_due_at};
+      const bool was_writable = last_write_ok_;
       const auto status = finish_round(std::move(*done));
       round.found_apps = round_found_apps_;
       now = now_ms();
       if (stop_deadline) {
         hand_back_ready(now);  // claimed while stopping
       }
+      if (status && !was_writable) log::info({}, "writing to the outbox again");
       if (!status) {
         if (status.error().code == Errc::schema) {
           // A corrupt or replaced database file: waiting will not mend it, and writing more
@@ -117,8 +120,11 @@ int Relay::run() {
           exit_code = 1;
           break;
         }
-        log::warning({}, "cannot write to the outbox ({} outcomes waiting): {}; retrying in 1s", outcomes_.size(),
-                  status.error().message);
+        // Said once per outage, not at every retry: a database down for an hour is one line.
+        if (was_writable) {
+          log::warning({}, "cannot write to the outbox ({} outcomes waiting): {}; retrying in 1s, and every second "
+                       "until it can", outcomes_.size(), status.error().message);
+        }
         pacer_.failed(now);
       } else if (pacer_.committed(now, round, empty_handed()) && config_.until_idle && empty_handed()) {
         // Nothing was due and this relay holds nothing: done, unless rows wait that cannot go.

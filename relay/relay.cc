@@ -11,7 +11,7 @@
 #include "relay/metrics.h"
 #include "relay/remedy.h"
 #include "storage/clock.h"
-#include "storage/sqlite_relay_store.h"
+#include "storage/relay_stores.h"
 
 namespace metrix {
 
@@ -42,7 +42,7 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
   OpenOptions options;
   options.synchronous = config.synchronous;
   options.busy_timeout_ms = static_cast<int>(config.busy_timeout_ms);
-  auto store = SqliteRelayStore::open(config.db_path, options);
+  auto store = open_relay_store(config.db_path, options);
   if (!store) {
     log::error({}, "{}", with_remedy(store.error(), config.db_path).message);
     return 1;
@@ -58,7 +58,7 @@ int run_relay(const RelayConfig& config, const RelayControl& control) {
     return 1;
   }
   // The writer thread's own connection: the loop's stays free for pauses and the heartbeat.
-  auto writer_store = SqliteRelayStore::open(config.db_path, options);
+  auto writer_store = open_relay_store(config.db_path, options);
   if (!writer_store) {
     log::error({}, "{}", with_remedy(writer_store.error(), config.db_path).message);
     return 1;

@@ -161,7 +161,7 @@ void add_run(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<RunFlags>();
   cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one wins
   cmd->add_option("--config", f->config_file, "TOML file with any of these options and [apps.\"ID\"] keys");
-  cmd->add_option("--db", f->db, "outbox database");
+  cmd->add_option("--db", f->db, "outbox database: SQLite file or postgresql:// URI");
   cmd->add_option("--endpoint", f->endpoint, "Metrix S2S base URL (default https://analytics.metrix.ir)");
   cmd->add_option("--app-id", f->app_id, "the Metrix appId of rows whose app_id is NULL");
   cmd->add_option("--dev-key-file", f->dev_key_file, "file holding the --app-id app's dev key (else METRIX_DEV_KEY)");
@@ -178,13 +178,13 @@ void add_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--commit-interval", f->commit_interval,
                   "at most one write transaction per interval: outcomes wait at most this long (default 10ms)");
   cmd->add_option("--busy-timeout", f->busy_timeout,
-                  "how long a write waits while another process holds the database lock (default 10s)");
+                  "SQLite only: how long a write waits while another process holds the database lock (default 10s)");
   cmd->add_option("--progress-interval", f->progress_interval, "how often a progress line is logged (default 10s)");
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout, "how long requests in flight may finish at shutdown (default 15s)");
   cmd->add_option("--in-doubt", f->in_doubt,
                   "resend (default): send again a request that may have arrived without an answer (a duplicate is "
                   "possible); hold: mark such rows 'held' for an operator (a gap is possible)");
-  cmd->add_option("--synchronous", f->synchronous, "full (default) or normal: SQLite's fsync policy for outcomes");
+  cmd->add_option("--synchronous", f->synchronous, "SQLite only: full (default) or normal, the fsync policy for outcomes (PostgreSQL: the server's synchronous_commit)");
   cmd->add_option("--cacert", f->cacert, "extra CA certificate (PEM) to trust for https, besides the system's");
   cmd->add_flag("--until-idle", f->until_idle, "exit once no row is pending or sending");
   cmd->add_flag("--allow-insecure-http", f->allow_insecure_http, "allow plain http to a host that is not loopback");

@@ -1,0 +1,17 @@
+// The relay's store for a --db value: PostgreSQL for a postgresql:// or postgres:// URI
+// (storage/postgres/relay_store.h), else the SQLite file (storage/sqlite_relay_store.h).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "storage/database.h"
+#include "storage/relay_store.h"
+
+namespace metrix {
+
+// Opens a store of its own on `db`, whose schema must be this build's. `options` apply to an
+// SQLite file only (its fsync policy and busy timeout); a PostgreSQL server has its own.
+Result<std::unique_ptr<RelayStore>> open_relay_store(const std::string& db, const OpenOptions& options);
+
+}  // namespace metrix
