@@ -90,6 +90,24 @@ TEST_CASE("a relay on PostgreSQL delivers every committed event once, byte for b
   CHECK(r.err.find("finished: sent 300") != std::string::npos);
 }
 
+TEST_CASE("a relay on PostgreSQL reads its tables by index only, however they grew since it planned its statements") {
+  // The statements are prepared once and planned from the statistics of that moment, when
+  // metrix_outbox_attempt was empty: the attempt numbering then scanned the whole table for
+  // every outcome, and recording slowed as it grew.
+  PgServer pg;
+  TempDir dir;
+  make_pg_outbox(pg, 2000);
+  pg.psql("SELECT pg_stat_reset()");
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  auto r = run_until_idle(pg, fake, {"--concurrency", "8"});  // small batches: many rounds
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  // The relay's backends have ended, and with them flushed their counts.
+  CHECK(pg.psql("SELECT relname || ' ' || seq_scan FROM pg_stat_user_tables WHERE relname IN "
+                "('metrix_outbox', 'metrix_outbox_attempt') ORDER BY relname") ==
+        "metrix_outbox 0\nmetrix_outbox_attempt 0\n");
+  CHECK(pg_count_status(pg, "sent") == 2000);
+}
+
 TEST_CASE("a relay on PostgreSQL retries 5xx answers with the same bytes and records every attempt") {
   PgServer pg;
   TempDir dir;

@@ -20,8 +20,10 @@
 // and event_time are event data: returned as stored. beat() outside a round takes its skew from
 // the heartbeat's beat_at, pauses() from this host's clock at the call.
 //
-// RoundResult::others_wrote is always false (PostgreSQL has no single write lock to pace
-// beside); lock_us is the round's time from sending its statements to reading its commit.
+// RoundResult::others_wrote: the outbox's id sequence moved since this store's previous round,
+// which only a producer's INSERT does (relays never insert), so the relay paces its rounds
+// beside producers as on SQLite; lock_us is the round's time from sending its statements to
+// reading its commit: the share of the database's time the relay takes, which that pacing caps.
 //
 // Connection loss or a server restart: the call fails with Errc::busy and nothing of a round is
 // durable (unless the commit happened and only its answer was lost: then the outcomes come back
@@ -34,6 +36,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -66,6 +69,7 @@ class PgRelayStore final : public RelayStore {
   std::int64_t retry_at_us_ = 0;     // monotonic; no reconnection before
   std::int64_t backoff_ms_ = 0;      // the next wait after a failed reconnection
   bool lost_ = false;
+  std::optional<std::int64_t> last_id_;  // metrix_outbox_id_seq at the previous round
   std::set<std::string> prepared_;  // statements prepared on this connection
 };
 

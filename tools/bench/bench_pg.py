@@ -41,8 +41,9 @@ class PgError(Exception):
 class PgCluster:
     """initdb + pg_ctl start in `directory`; stop() shuts it down (the data stays for the logs)."""
 
+    # pg_stat_statements: where the server's time goes, statement by statement (the profile).
     SETTINGS = ["synchronous_commit=on", "fsync=on", "shared_buffers=512MB", "max_wal_size=8GB",
-                "max_connections=200", "listen_addresses=127.0.0.1"]
+                "max_connections=200", "listen_addresses=127.0.0.1", "shared_preload_libraries=pg_stat_statements"]
 
     def __init__(self):
         # Under the system's temporary directory, not the bench's own (0700, root's): the
@@ -65,6 +66,7 @@ class PgCluster:
                    os.path.join(directory, "server.log"), "-w", "start"], "pg_ctl start")
         with open(os.path.join(self.data, "postmaster.pid")) as f:
             self.postmaster = int(f.readline())
+        self.psql("CREATE EXTENSION pg_stat_statements")
 
     def _run(self, argv, what):
         done = subprocess.run(self.as_owner + argv, capture_output=True, text=True)
@@ -104,6 +106,22 @@ class PgCluster:
         row = self.psql("SELECT pg_current_wal_lsn() - '0/0', wal_sync FROM pg_stat_wal")
         written, syncs = row.split("|")
         return int(written), int(syncs)
+
+    def statements(self, top, per):
+        """The `top` statements by execution time since the last reset_statements(): each one's
+        first words, calls, and server time per `per` (e.g. per event), in microseconds."""
+        rows = self.psql("SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70), calls, total_exec_time, "
+                         "total_plan_time FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT " + str(top))
+        out = []
+        for line in rows.splitlines():
+            query, calls, exec_ms, plan_ms = line.rsplit("|", 3)
+            out.append({"statement": query.strip(), "calls": int(calls),
+                        "exec_us_per_event": round(float(exec_ms) * 1000 / per, 1),
+                        "plan_us_per_event": round(float(plan_ms) * 1000 / per, 1)})
+        return out
+
+    def reset_statements(self):
+        self.psql("SELECT pg_stat_statements_reset()")
 
     def stop(self):
         """Stops the server and removes the cluster."""
@@ -183,6 +201,7 @@ class PgPhases:
         """`count` relays draining `uri` together until idle: their figures, pooled."""
         pg = self.server()
         before = self.count(database, "status = 'pending'")
+        pg.reset_statements()
         cpu0, (wal0, sync0), t0 = pg.cpu_s(), pg.wal(), time.monotonic()
         stats0 = sink.stats()
         children = [self.Child([self.bench.bin["metrix-relay"], "run", "--db", uri, "--app-id", app_id,
@@ -215,6 +234,7 @@ class PgPhases:
             "wal_flushes_per_1000_events": round((syncs - sync0) * 1000 / sent, 1),
             "peak_rss_mib": round(max(c.maxrss_kib for c in children) / 1024, 1),
             "duplicates": attempts - sent, "sink_requests": received,
+            "profile": pg.statements(6, sent),
         }
 
     # ----- phases -----------------------------------------------------------------------------

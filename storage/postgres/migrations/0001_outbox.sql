@@ -42,11 +42,16 @@ CREATE TABLE metrix_outbox (
 -- coalesce(app_id, ''): the NULL app as a key an equality finds ('' is no valid app_id).
 CREATE INDEX metrix_outbox_due ON metrix_outbox ((coalesce(app_id, '')), next_attempt_at, id)
   WHERE status IN ('pending', 'sending');
--- Audits: finished rows by status and age, and every row by creation time.
+-- Suspects (relay_store.h): rows whose lease ended with no answer. Only the relay's claim reads
+-- it, to find the oldest due one without reading past every fresh row.
+CREATE INDEX metrix_outbox_suspect ON metrix_outbox ((coalesce(app_id, '')), next_attempt_at, id)
+  WHERE status = 'sending' OR (status = 'pending' AND lease_expiries > 0);
+-- Audits and purges: finished rows by status and age.
 CREATE INDEX metrix_outbox_status ON metrix_outbox (status, created_at)
   WHERE status IN ('sent', 'failed', 'dead', 'held');
-CREATE INDEX metrix_outbox_created ON metrix_outbox (created_at);
-CREATE INDEX metrix_outbox_slug ON metrix_outbox (event_slug, created_at);
+-- No index on created_at or event_slug, unlike SQLite: a row gets three versions (insert, claim,
+-- outcome) and, since a claim changes indexed columns, each version an entry in every index.
+-- An index the relay does not read costs three entries (and their WAL) per event.
 
 -- One row per HTTP attempt: the audit trail.
 CREATE TABLE metrix_outbox_attempt (
