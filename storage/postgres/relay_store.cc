@@ -109,6 +109,8 @@ WITH RECURSIVE app(key) AS (
     FROM app WHERE app.key IS NOT NULL)
 SELECT nullif(key, '') FROM app WHERE key IS NOT NULL ORDER BY key COLLATE "C")SQL";
 
+// A payload has an eventTime key only if its text holds "eventTime" (the rules refuse escaped
+// keys): the claim parses the payload only then, not for every row.
 // The claim. $4/$5: the gated apps ('' for NULL) in app_id order and their gates. Fresh rows
 // (never leased without an answer) are read off the due index, locked rows skipped; a
 // suspect is taken only when $6, one in all, the first app's first. The apps' rows are then
@@ -146,10 +148,11 @@ chosen AS (
 claimed AS (
   UPDATE metrix_outbox m SET status = 'sending', next_attempt_at = t.lease_end, lease_token = m.lease_token + 1,
     lease_expiries = m.lease_expiries + chosen.expired::int,
-    event_time = coalesce(m.event_time, (m.payload::json ->> 'eventTime')::bigint, m.created_at)
+    event_time = coalesce(m.event_time, CASE WHEN strpos(m.payload, '"eventTime"') > 0
+                                              THEN (m.payload::json ->> 'eventTime')::bigint END, m.created_at)
     FROM chosen, t WHERE m.id = chosen.id
   RETURNING m.id, chosen.ord, chosen.due, chosen.expired, m.app_id, m.payload, m.created_at, m.event_time,
-    (m.payload::json -> 'eventTime') IS NOT NULL AS has_event_time, m.attempts, m.lease_token, m.lease_expiries),
+    strpos(m.payload, '"eventTime"') > 0 AND (m.payload::json -> 'eventTime') IS NOT NULL AS has_event_time, m.attempts, m.lease_token, m.lease_expiries),
 visit AS (  -- each app as the claim loop visits it: what it could ask for, what it got
   SELECT app.*, least(app.gate, $3::integer - coalesce(sum(n.got) OVER (ORDER BY app.ord
            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) AS asked, n.got
