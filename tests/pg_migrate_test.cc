@@ -3,6 +3,7 @@
 
 #include <future>
 
+#include "storage/postgres/connection.h"
 #include "tests/support/pg_server.h"
 #include "tests/support/process.h"
 
@@ -85,4 +86,26 @@ TEST_CASE("postgresql:// alone takes everything from libpq's environment") {
                                      {"PGUSER", "metrix"}, {"PGDATABASE", "postgres"}});
   CHECK_MESSAGE(r.exit_code == 0, r.err);
   CHECK(pg.psql("SELECT count(*) FROM metrix_schema_migrations") != "0\n");
+}
+
+TEST_CASE("a connection notices a dead network within a minute unless the URI says otherwise") {
+  PgServer pg;
+  auto setting = [](PGconn* conn, const std::string& keyword) {
+    std::string value;
+    PQconninfoOption* options = PQconninfo(conn);
+    for (PQconninfoOption* o = options; o && o->keyword; ++o) {
+      if (keyword == o->keyword && o->val) value = o->val;
+    }
+    PQconninfoFree(options);
+    return value;
+  };
+  auto plain = metrix::pg::Connection::open(pg.uri());
+  REQUIRE(plain);
+  CHECK(setting(plain->handle(), "keepalives_idle") == "30");
+  CHECK(setting(plain->handle(), "tcp_user_timeout") == "60000");
+  auto own = metrix::pg::Connection::open(pg.uri() + "?keepalives_idle=7&tcp_user_timeout=5000");
+  REQUIRE(own);
+  CHECK(setting(own->handle(), "keepalives_idle") == "7");
+  CHECK(setting(own->handle(), "tcp_user_timeout") == "5000");
+  CHECK(setting(own->handle(), "keepalives_count") == "3");
 }

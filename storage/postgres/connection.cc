@@ -82,7 +82,14 @@ Error error_of(PGconn* conn, const PGresult* result, std::string_view database) 
 }
 
 Result<Connection> Connection::open(const std::string& uri) {
-  PGconn* conn = PQconnectdb(uri.c_str());
+  // Defaults for a dead network, before the URI so that the URI's own settings win (libpq
+  // takes the last value of a keyword, and the URI's fields stand where dbname is): without
+  // them a round whose packets are never acknowledged waits for the kernel's retransmission
+  // limit, about 15 minutes, and an idle connection to a vanished server is never noticed.
+  const char* const keywords[] = {"keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                  "dbname", nullptr};
+  const char* const values[] = {"30", "10", "3", "60000", uri.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keywords, values, 1);
   if (!conn) return Error{Errc::io, fmt::format("{}: out of memory", redact(uri))};
   Connection c(conn, redact(uri));
   if (PQstatus(conn) != CONNECTION_OK) {

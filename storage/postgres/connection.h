@@ -4,7 +4,9 @@
 //
 // A value of --db starting with postgresql:// or postgres:// is a libpq connection URI; libpq
 // reads what it leaves out from its environment (PGHOST, PGPASSWORD, ~/.pgpass, ...), so
-// "postgresql://" alone means "everything from the environment". The URI's password is never
+// "postgresql://" alone means "everything from the environment". Unless the URI says otherwise,
+// TCP keepalives (idle 30 s, then every 10 s, 3 tries) and tcp_user_timeout (60 s) make a dead
+// network an error within about a minute rather than a hang. The URI's password is never
 // part of a message: messages name the database by redact(uri).
 //
 // Errors: a refused event (SQLSTATE 23514, check_violation, raised by the schema's rules)
