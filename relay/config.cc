@@ -1,5 +1,7 @@
 #include "relay/config.h"
 
+#include "storage/postgres/connection.h"
+
 #include <fmt/format.h>
 #include <sys/stat.h>
 
@@ -385,7 +387,7 @@ Status check_reloadable(const RelayConfig& running, const RelayConfig& reloaded)
                              setting, was, now)};
   };
   auto ms = [](std::int64_t v) { return fmt::format("{}ms", v); };
-  if (reloaded.db_path != running.db_path) return refuse("db", running.db_path, reloaded.db_path);
+  if (reloaded.db_path != running.db_path) return refuse("db", pg::redact(running.db_path), pg::redact(reloaded.db_path));
   if (reloaded.synchronous != running.synchronous) {
     auto name = [](Synchronous s) { return std::string(s == Synchronous::full ? "full" : "normal"); };
     return refuse("synchronous", name(running.synchronous), name(reloaded.synchronous));

@@ -114,6 +114,7 @@ TEST_CASE("a broken import on a URI writes nothing and names every bad line with
       else if (i == 1900) out << R"({"payload":{"metrixUserId":"u","eventSlug":"s","oaid":"o"},"dedup_key":42})" << "\n";
       else if (i == 2001) out << R"({"payload":{"metrixUserId":"u","eventSlug":"s","oaid":"o"},"colour":"red"})" << "\n";
       else if (i == 2200) out << R"({"metrixUserId":"u","eventSlug":"s","oaid":"o","deviceId":"d"})" << "\n";
+      else if (i == 2300) out << "{\"metrixUserId\":\"Jos\xe9\",\"eventSlug\":\"s\",\"oaid\":\"o\"}\n";  // Latin-1
       else if (i == 2500)
         out << R"({"metrixUserId":"u","eventSlug":"s","oaid":"o","customAttributes":{"_currency":"GBP"},"customMetrics":{"_revenue":1}})"
             << "\n";
@@ -122,8 +123,8 @@ TEST_CASE("a broken import on a URI writes nothing and names every bad line with
   }
   auto r = relay_cli({"import", "--db", db, dir.file("broken.ndjson").string()});
   CHECK(r.exit_code == 2);
-  CHECK(r.out.find("nothing imported: 6 bad lines") == 0);
-  const std::string unknown_key = r.err.substr(r.err.find("line 2200: "), r.err.find("line 2500: ") - r.err.find("line 2200: "));
+  CHECK(r.out.find("nothing imported: 7 bad lines") == 0);
+  const std::string unknown_key = r.err.substr(r.err.find("line 2200: "), r.err.find("line 2300: ") - r.err.find("line 2200: "));
   CHECK(unknown_key.starts_with("line 2200: payload: unknown key; the keys are "));
   CHECK(unknown_key.ends_with(" (here: \"deviceId\")\n"));
   CHECK(r.err ==
@@ -133,7 +134,9 @@ TEST_CASE("a broken import on a URI writes nothing and names every bad line with
         "line 1900: dedup_key: must be a string (or null) in an import line\n"
         "line 2001: colour: unknown key in an import line; a line is a payload, or {\"payload\": {...}, "
         "\"dedup_key\": \"...\", \"app_id\": \"...\"}\n" +
-            unknown_key + "line 2500: customAttributes._currency: must be one of IRR, USD, EUR\n");
+            unknown_key +
+            "line 2300: payload: must be UTF-8 text without a NUL byte (PostgreSQL's text holds nothing else)\n"
+            "line 2500: customAttributes._currency: must be one of IRR, USD, EUR\n");
   CHECK(pg_count(pg) == 0);
   // The transaction is gone: the outbox takes writes.
   CHECK(relay_cli({"enqueue", "--db", db, "--json", kValid}).exit_code == 0);

@@ -3,6 +3,7 @@
 
 #include <future>
 
+#include "relay/config.h"
 #include "storage/postgres/connection.h"
 #include "tests/support/pg_server.h"
 #include "tests/support/process.h"
@@ -29,9 +30,10 @@ TEST_CASE("migrate creates the outbox in the current schema, once, and says so")
                 "('metrix_outbox', 'metrix_outbox_attempt', 'metrix_app_pause', 'metrix_relay_heartbeat', "
                 "'metrix_schema_migrations')") == "5\n");
 
-  // options=-csearch_path: another schema of the same database gets its own outbox.
+  // options=-csearch_path: another schema of the same database gets its own outbox, even with
+  // the first one later in the search_path.
   pg.psql("CREATE SCHEMA bank");
-  auto other = migrate(pg.uri() + "?options=-csearch_path%3Dbank");
+  auto other = migrate(pg.uri() + "?options=-csearch_path%3Dbank%2Cpublic");
   CHECK(other.exit_code == 0);
   CHECK(other.out.find("from version 0") != std::string::npos);
   CHECK(pg.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bank'") != "0\n");
@@ -108,4 +110,32 @@ TEST_CASE("a connection notices a dead network within a minute unless the URI sa
   CHECK(setting(own->handle(), "keepalives_idle") == "7");
   CHECK(setting(own->handle(), "tcp_user_timeout") == "5000");
   CHECK(setting(own->handle(), "keepalives_count") == "3");
+}
+
+TEST_CASE("a password is left out of every message, however the URI spells it") {
+  using metrix::pg::redact;
+  CHECK(redact("postgresql://u:s3cret@db.internal:6432/bank") == "postgresql://u:***@db.internal:6432/bank");
+  CHECK(redact("postgresql://u@db/bank?password=s3cret&sslmode=require") == "postgresql://u:***@db/bank");
+  CHECK(redact("postgresql://u@db/bank?sslpassword=s3cret") == "postgresql://u:***@db/bank");
+  CHECK(redact("postgresql://u@db/bank?pass%77ord=s3cret") == "postgresql://u:***@db/bank");
+  CHECK(redact("postgresql://") == "postgresql://");
+  CHECK(redact("/var/lib/app/app.db") == "/var/lib/app/app.db");
+  // libpq's own parse errors quote the whole URI: neither is shown.
+  for (const std::string bad : {"postgresql://u:s3cret@[::1/db", "postgresql://u:s3%zzcret@db/bank"}) {
+    CHECK(redact(bad).find("s3") == std::string::npos);
+    auto r = migrate(bad);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("not a valid PostgreSQL connection URI") != std::string::npos);
+    CHECK(r.err.find("s3") == std::string::npos);
+  }
+}
+
+TEST_CASE("a reload that changes a PostgreSQL --db names it without its password") {
+  metrix::RelayConfig running, reloaded;
+  running.db_path = "postgresql://relay:old-s3cret@db.internal/bank";
+  reloaded.db_path = "postgresql://relay:new-s3cret@db.internal/bank";
+  auto refused = metrix::check_reloadable(running, reloaded);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message.find("db cannot change on reload") != std::string::npos);
+  CHECK(refused.error().message.find("s3cret") == std::string::npos);
 }

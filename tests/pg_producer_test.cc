@@ -82,6 +82,19 @@ TEST_CASE("an invalid event is refused with the SQLite producer's message and th
   auto malformed = producer.enqueue("{\"metrixUserId\": ");
   REQUIRE_FALSE(malformed);
   CHECK(malformed.error().message == "payload: must be valid JSON text");
+  // What PostgreSQL's text cannot hold, and SQLite's rules let through: refused here, not by
+  // the server (22021), which would abort the transaction; a NUL is never cut short.
+  auto latin1 = producer.enqueue("{\"metrixUserId\":\"Jos\xe9\",\"eventSlug\":\"s\",\"oaid\":\"o\"}");
+  REQUIRE_FALSE(latin1);
+  CHECK(latin1.error().code == Errc::invalid_event);
+  CHECK(latin1.error().message.starts_with("payload: must be UTF-8 text without a NUL byte"));
+  auto nul_key = producer.enqueue(kValid, {.dedup_key = std::string("k-1\0x", 5)});
+  REQUIRE_FALSE(nul_key);
+  CHECK(nul_key.error().code == Errc::invalid_event);
+  CHECK(nul_key.error().message.starts_with("dedup_key: must be UTF-8 text without a NUL byte"));
+  auto bad_app = producer.enqueue(kValid, {.app_id = std::string("app\xff")});
+  REQUIRE_FALSE(bad_app);
+  CHECK(bad_app.error().message.starts_with("app_id: must be UTF-8 text"));
   CHECK(PQtransactionStatus(app.handle()) == PQTRANS_INTRANS);
   // The application's own work and another event still go in, and commit.
   exec(app, "CREATE TABLE orders (id int)");

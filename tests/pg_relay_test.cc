@@ -42,7 +42,7 @@ WriteJob claim_job(int n, std::int64_t lease_ms, bool suspect) {
   job.now = metrix::now_ms();
   job.lease_ms = lease_ms;
   job.claim_limit = n;
-  job.gates[std::nullopt] = n;
+  job.gates = {{std::nullopt, n}};
   job.claim_suspect = suspect;
   return job;
 }

@@ -9,24 +9,33 @@ namespace metrix::pg {
 bool is_uri(std::string_view db) { return db.starts_with("postgresql://") || db.starts_with("postgres://"); }
 
 std::string redact(std::string_view uri) {
-  std::string out(uri);
-  // userinfo: scheme://user:password@host
-  if (auto scheme = out.find("://"); scheme != std::string::npos) {
-    const auto start = scheme + 3;
-    const auto end = out.find_first_of("/?", start);
-    const auto at = out.rfind('@', end == std::string::npos ? out.size() : end);
-    if (at != std::string::npos && at >= start) {
-      const auto colon = out.find(':', start);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
-    }
+  if (!is_uri(uri)) return std::string(uri);
+  // Parsed by libpq itself, so that what it reads as a password is what is left out, however
+  // the URI spells it (percent-encoded, an unencoded '/' in it, ?sslpassword=...). Only the
+  // fields that say which database it is are shown; libpq's own parse errors quote the whole
+  // URI, so none is ever shown either.
+  const std::string text(uri);
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(text.c_str(), &error);
+  if (error) PQfreemem(error);
+  if (!options) return "postgresql://(an invalid connection URI)";
+  std::string user, host, port, dbname;
+  bool secret = false;
+  for (PQconninfoOption* o = options; o->keyword; ++o) {
+    if (!o->val || !*o->val) continue;
+    const std::string_view keyword = o->keyword;
+    if (keyword == "user") user = o->val;
+    else if (keyword == "host") host = o->val;
+    else if (keyword == "port") port = o->val;
+    else if (keyword == "dbname") dbname = o->val;
+    else if (keyword == "password" || keyword == "sslpassword") secret = true;
   }
-  // a parameter: ...?password=...&...
-  for (std::size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
-    if (p == 0 || (out[p - 1] != '?' && out[p - 1] != '&')) continue;
-    const auto value = p + 9;
-    const auto end = out.find('&', value);
-    out.replace(value, (end == std::string::npos ? out.size() : end) - value, "***");
-  }
+  PQconninfoFree(options);
+  std::string out = "postgresql://";
+  if (!user.empty() || secret) out += user + (secret ? ":***" : "") + "@";
+  out += host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  if (!port.empty()) out += ":" + port;
+  if (!dbname.empty()) out += "/" + dbname;
   return out;
 }
 
@@ -82,6 +91,16 @@ Error error_of(PGconn* conn, const PGresult* result, std::string_view database) 
 }
 
 Result<Connection> Connection::open(const std::string& uri) {
+  // libpq's message for a URI it cannot parse quotes the URI, password and all.
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(uri.c_str(), &parse_error);
+  if (parse_error) PQfreemem(parse_error);
+  if (!parsed) {
+    return Error{Errc::invalid_argument,
+                 "--db: not a valid PostgreSQL connection URI (see libpq's \"Connection URIs\"; it is not shown "
+                 "here, since it may hold a password)"};
+  }
+  PQconninfoFree(parsed);
   // Defaults for a dead network, before the URI so that the URI's own settings win (libpq
   // takes the last value of a keyword, and the URI's fields stand where dbname is): without
   // them a round whose packets are never acknowledged waits for the kernel's retransmission

@@ -1,4 +1,5 @@
 #include "storage/postgres/import.h"
+#include "storage/postgres/text.h"
 
 #include <algorithm>
 #include <cassert>
@@ -93,8 +94,9 @@ class ChunkWriter {
       if (auto s = db_.exec_script("BEGIN"); !s) return s;
       state_ = State::open;
     }
+    if (!line.problem) line.problem = text_rule(line.row.payload, line.row.app_id, line.row.dedup_key);
     if (line.problem) {
-      if (line.row.dedup_key) {
+      if (line.row.dedup_key && text_prefix(*line.row.dedup_key) == line.row.dedup_key->size()) {
         // Already in the outbox (an earlier run, or earlier in this chunk): skipped, and not
         // reported, as import.h promises.
         auto found = already_there(*line.row.dedup_key);

@@ -16,7 +16,8 @@ constexpr std::string_view kCreateLedger =
 // The ledger in the current schema, if there is one: the version applied so far, or why this
 // binary must not touch the schema.
 Result<int> verify_applied(Connection& db) {
-  auto exists = db.exec("SELECT to_regclass('metrix_schema_migrations') IS NOT NULL");
+  // In the current schema only: an outbox in a later schema of the search_path is another one.
+  auto exists = db.exec("SELECT to_regclass(format('%I.metrix_schema_migrations', current_schema())) IS NOT NULL");
   if (!exists) return exists.error();
   if (!exists->boolean(0, 0)) return 0;
   auto rows = db.exec("SELECT version, name, checksum FROM metrix_schema_migrations ORDER BY version");

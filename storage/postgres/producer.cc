@@ -5,6 +5,7 @@
 #include <string>
 
 #include "storage/postgres/connection.h"
+#include "storage/postgres/text.h"
 
 namespace metrix::pg {
 
@@ -12,6 +13,7 @@ Result<std::int64_t> Producer::enqueue(std::string_view payload, const EnqueueOp
   auto violation = validate_payload(payload, options.app_id, options.dedup_key);
   if (!violation) return violation.error();
   if (*violation) return Error{Errc::invalid_event, (*violation)->message()};
+  if (auto rule = text_rule(payload, options.app_id, options.dedup_key)) return Error{Errc::invalid_event, *rule};
 
   // Sent as text, with its length: the payload is stored byte for byte as the caller gave it.
   const std::string text(payload);

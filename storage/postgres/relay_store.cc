@@ -8,6 +8,7 @@
 
 #include "storage/clock.h"
 #include "storage/postgres/migrate.h"
+#include "storage/postgres/text.h"
 #include "storage/postgres/pipeline.h"
 
 namespace metrix::pg {
@@ -19,36 +20,8 @@ std::int64_t steady_us() {
   return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
-// PostgreSQL's text holds valid UTF-8 without NUL; an answer's body may be anything. Invalid
-// bytes become U+FFFD, so that a strange answer can never fail the round that records it.
-std::string db_text(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size();) {
-    const auto c = static_cast<unsigned char>(in[i]);
-    const int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = n > 0 && c != 0 && i + n <= in.size() && !(n == 2 && c < 0xC2) && !(n == 4 && c > 0xF4);
-    for (int k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
-    if (ok && n == 3) {
-      const auto d = static_cast<unsigned char>(in[i + 1]);
-      ok = !(c == 0xE0 && d < 0xA0) && !(c == 0xED && d >= 0xA0);  // overlong; surrogates
-    }
-    if (ok && n == 4) {
-      const auto d = static_cast<unsigned char>(in[i + 1]);
-      ok = !(c == 0xF0 && d < 0x90) && !(c == 0xF4 && d >= 0x90);
-    }
-    if (ok) {
-      out.append(in.substr(i, n));
-      i += n;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return out;
-}
 
-Param opt_text(const std::string& s) { return s.empty() ? Param() : Param(db_text(s)); }
+Param opt_text(const std::string& s) { return s.empty() ? Param() : Param(as_text(s)); }
 Param opt_int(std::optional<std::int64_t> v) { return v ? Param(std::to_string(*v)) : Param(); }
 std::string num(std::int64_t v) { return std::to_string(v); }
 
@@ -179,7 +152,10 @@ SELECT c.id, c.expired, c.app_id, c.payload, c.created_at, c.event_time, c.has_e
 // Statistics always lag an outbox's churn; without sequential scans the plans stay index reads.
 // No JIT: a plan with a disabled scan costs more than jit_above_cost, and compiling it took
 // milliseconds per execution of statements that run in microseconds.
-constexpr std::string_view kSessionSettings = "SET enable_seqscan = off; SET jit = off";
+// Read committed, whatever the database's or the role's default: SKIP LOCKED and the fenced
+// UPDATE rely on it; under repeatable read they fail with serialization errors instead.
+constexpr std::string_view kSessionSettings =
+    "SET enable_seqscan = off; SET jit = off; SET default_transaction_isolation = 'read committed'";
 
 }  // namespace
 
@@ -202,10 +178,11 @@ Status PgRelayStore::ready() {
     retry_at_us_ = steady_us() + backoff_ms_ * 1000;
     return Error{Errc::busy, s.error().message};
   }
+  prepared_.clear();  // a new session has none
+  // Still lost until the session has its settings: a failure here tries again, not on without.
+  if (auto s = db_.exec_script(kSessionSettings); !s) return failed(s.error());
   lost_ = false;
   backoff_ms_ = 0;
-  prepared_.clear();  // a new session has none
-  if (auto s = db_.exec_script(kSessionSettings); !s) return failed(s.error());
   return {};
 }
 
@@ -247,13 +224,13 @@ Result<RoundResult> PgRelayStore::write_round(const WriteJob& job) {
   }
   if (const auto& h = job.heartbeat) {
     round.push_back({"metrix_beat", std::string(kBeat),
-                     {now, h->relay_id, h->host, num(h->pid), num(h->started_at), num(h->beat_at), num(h->interval_ms),
-                      num(h->sent), opt_int(h->last_sent_at), h->windows}});
+                     {now, as_text(h->relay_id), as_text(h->host), num(h->pid), num(h->started_at), num(h->beat_at),
+                      num(h->interval_ms), num(h->sent), opt_int(h->last_sent_at), as_text(h->windows)}});
   }
   for (const auto& [app, pause] : job.pauses) {
     if (pause) {
       round.push_back({"metrix_save_pause", std::string(kSavePause),
-                       {now, pause->app_id, pause->reason, num(pause->since), num(pause->next_probe_at),
+                       {now, pause->app_id, as_text(pause->reason), num(pause->since), num(pause->next_probe_at),
                         num(pause->interval_ms)}});
     } else {
       round.push_back({"metrix_clear_pause", "DELETE FROM metrix_app_pause WHERE app_id = $1", {app}});
@@ -262,7 +239,7 @@ Result<RoundResult> PgRelayStore::write_round(const WriteJob& job) {
   for (const auto& [app, reason] : job.notes) {
     round.push_back({"metrix_note", "UPDATE metrix_outbox SET last_error = $2 WHERE coalesce(app_id, '') = $1 "
                      "AND status IN ('pending', 'sending') AND last_error IS DISTINCT FROM $2",
-                     {app.value_or(""), reason}});
+                     {app.value_or(""), as_text(reason)}});
   }
   // The id sequence moves only when a producer inserts (or tries to): relays never do.
   const std::size_t last_id_at = round.size();
