@@ -60,6 +60,8 @@ class Relay {
   void reload(std::int64_t now);
   void pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now);
   void resume_app(AppState& app, std::int64_t now);
+  // Adopts the pauses and resumptions other relays on the outbox stored in metrix_app_pause.
+  void sync_pauses();
   // Why every app with unfinished rows cannot be sent to, or nullopt if one can.
   std::optional<std::string> blocked_reason();
   // What GET /readyz says: why no row can be delivered now, or "" when one can.

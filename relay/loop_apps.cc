@@ -55,6 +55,32 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
   publish_readiness();
 }
 
+void Relay::sync_pauses() {
+  // Only once this relay's own pause writes have landed: before, the stored pauses are older
+  // than its own view.
+  if (!pause_writes_.empty() || writer_->busy()) return;
+  auto stored = outbox_.pauses();
+  if (!stored) return;  // tried again at the next progress line
+  std::map<std::string, AppPause> now_stored;
+  for (AppPause& p : *stored) now_stored.emplace(p.app_id, std::move(p));
+  for (auto& [id, app] : apps_) {
+    auto found = now_stored.find(id);
+    if (found != now_stored.end() && !app->pause) {
+      app->pause = found->second;
+      log::warning({.app_id = id, .error = found->second.reason},
+                   "app {} paused by another relay on this outbox (Metrix answered 403 {}); probing with one row "
+                   "every {}", id, found->second.reason, describe_duration(found->second.interval_ms));
+      metrics_.set_pause(app->metrics, found->second.reason);
+    } else if (found == now_stored.end() && app->pause && !app->probe_in_flight) {
+      log::info({.app_id = id}, "app {} resumed: another relay on this outbox had an event accepted", id);
+      app->pause.reset();
+      metrics_.set_pause(app->metrics, std::nullopt);
+    }
+  }
+  stored_pauses_ = std::move(now_stored);
+  publish_readiness();
+}
+
 void Relay::publish_readiness() {
   std::string reason;
   if (!last_write_ok_) {

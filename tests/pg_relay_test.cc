@@ -236,6 +236,29 @@ TEST_CASE("two relays on one PostgreSQL outbox share the work and never send one
   CHECK(twice == 0);
 }
 
+TEST_CASE("a relay adopts the 403 pauses and resumptions other relays store in metrix_app_pause") {
+  PgServer pg;
+  TempDir dir;
+  make_pg_outbox(pg, 5);
+  auto fake = FakeMetrix::start(dir, fake_args({"--s2s-disabled", "app1"}), fake_env());
+  // Left to itself, this relay would not probe the app again for an hour.
+  auto relay = Process::start(relay_args(pg.uri(), fake.url(), {"--pause-interval", "1h", "--pause-max", "1h",
+                                                                "--progress-interval", "1s"}),
+                              relay_env());
+  REQUIRE(relay.wait_for_err("app app1 paused: Metrix answered 403", 30s));
+  for (int i = 0; i < 100 && pg_scalar(pg, "SELECT count(*) FROM metrix_app_pause") == 0; ++i) std::this_thread::sleep_for(100ms);
+  // Another relay's probe was accepted, and it cleared the pause.
+  pg.psql("DELETE FROM metrix_app_pause");
+  CHECK(relay.wait_for_err("app app1 resumed: another relay on this outbox had an event accepted", 20s));
+  // Another relay was refused, and stored its pause.
+  pg.psql("INSERT INTO metrix_app_pause VALUES ('app1', 'S2S_FEATURE_NOT_AVAILABLE', metrix_now_ms(), "
+          "metrix_now_ms() + 3600000, 3600000)");
+  CHECK(relay.wait_for_err("app app1 paused by another relay on this outbox (Metrix answered 403 S2S_FEATURE_NOT_AVAILABLE)",
+                           20s));
+  relay.kill(SIGTERM);
+  CHECK(relay.wait(20s) == 0);
+}
+
 TEST_CASE("an answer that is not UTF-8 text is recorded with its bad bytes replaced, not refused") {
   PgServer pg;
   make_pg_outbox(pg, 1);
