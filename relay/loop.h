@@ -60,7 +60,9 @@ class Relay {
   void reload(std::int64_t now);
   void pause_app(AppState& app, const std::string& reason, bool after_probe, std::int64_t now);
   void resume_app(AppState& app, std::int64_t now);
-  // Adopts the pauses and resumptions other relays on the outbox stored in metrix_app_pause.
+  // Adopts the pauses and resumptions other relays on the outbox stored in metrix_app_pause;
+  // called after a committed round once a progress line made it due, so that this relay's own
+  // pause writes are in.
   void sync_pauses();
   // Why every app with unfinished rows cannot be sent to, or nullopt if one can.
   std::optional<std::string> blocked_reason();
@@ -133,6 +135,7 @@ class Relay {
   bool suspect_held_ = false;
   bool last_write_ok_ = true;  // the last write round committed
   std::map<std::string, AppPause> stored_pauses_;
+  bool pause_sync_due_ = false;  // sync_pauses() after the next committed round
   std::vector<std::optional<std::string>> active_apps_;    // as of the last round
   size_t ready_count_ = 0;                                 // rows in the apps' ready queues
   std::string last_served_;                                // the app send_ready sent for last

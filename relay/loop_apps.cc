@@ -56,11 +56,8 @@ void Relay::resume_app(AppState& app, std::int64_t now) {
 }
 
 void Relay::sync_pauses() {
-  // Only once this relay's own pause writes have landed: before, the stored pauses are older
-  // than its own view.
-  if (!pause_writes_.empty() || writer_->busy()) return;
   auto stored = outbox_.pauses();
-  if (!stored) return;  // tried again at the next progress line
+  if (!stored) return;  // tried again after the next progress line
   std::map<std::string, AppPause> now_stored;
   for (AppPause& p : *stored) now_stored.emplace(p.app_id, std::move(p));
   for (auto& [id, app] : apps_) {

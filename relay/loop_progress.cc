@@ -56,7 +56,7 @@ void Relay::progress(std::int64_t now, bool final) {
   heartbeat_.sent = stats_.sent;
   heartbeat_.windows = windows;
   if (!final) beat_due_ = true;  // written by the next write round (the last one removes it)
-  if (!final) sync_pauses();  // several relays on one outbox share their 403 pauses
+  if (!final) pause_sync_due_ = true;  // several relays on one outbox share their 403 pauses
   notifier_.status(service_status(backlog));
 }
 

@@ -103,6 +103,12 @@ Status Relay::finish_round(WriteDone done) {
     app.ready.push_back(Ready{std::move(c), &app, probe, now + round_lease_ms_});
     ++ready_count_;
   }
+  // Between rounds, with this relay's own pause writes committed: the stored pauses are then
+  // no older than its own view.
+  if (pause_sync_due_ && pause_writes_.empty()) {
+    pause_sync_due_ = false;
+    sync_pauses();
+  }
   return {};
 }
 
