@@ -409,7 +409,8 @@ TEST_CASE("the payload is stored byte for byte and created_at comes from the dat
   REQUIRE(slugged);
   CHECK(slugged->text(0, 0) == "taqsq");
   // A NUL byte would reach the server cut short: refused before it is sent.
-  auto nul = conn->exec("INSERT INTO metrix_outbox (payload) VALUES ($1)", {std::string("{\"a\":\"x\0y\"}", 13)});
+  const char with_nul[] = "{\"a\":\"x\0y\"}";
+  auto nul = conn->exec("INSERT INTO metrix_outbox (payload) VALUES ($1)", {std::string(with_nul, sizeof with_nul - 1)});
   REQUIRE_FALSE(nul);
   CHECK(nul.error().code == metrix::Errc::invalid_argument);
   CHECK(contains(nul.error().message, "NUL byte"));
