@@ -259,6 +259,26 @@ TEST_CASE("a relay adopts the 403 pauses and resumptions other relays store in m
   CHECK(relay.wait(20s) == 0);
 }
 
+TEST_CASE("a relay and a producer work with only the grants the README lists") {
+  PgServer pg;
+  TempDir dir;
+  make_pg_outbox(pg, 20);
+  pg.psql("CREATE ROLE relay LOGIN; CREATE ROLE producer LOGIN; "
+          "GRANT SELECT, UPDATE ON metrix_outbox TO relay; GRANT SELECT, INSERT ON metrix_outbox_attempt TO relay; "
+          "GRANT SELECT, INSERT, UPDATE, DELETE ON metrix_app_pause, metrix_relay_heartbeat TO relay; "
+          "GRANT SELECT ON metrix_schema_migrations TO relay; GRANT SELECT ON SEQUENCE metrix_outbox_id_seq TO relay; "
+          "GRANT SELECT, INSERT ON metrix_outbox TO producer");
+  auto as = [&](const std::string& role) { return "postgresql://" + role + "@127.0.0.1:" + std::to_string(pg.port()) + "/postgres"; };
+  auto produced = run({"/usr/bin/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", as("producer"), "-c",
+                       "INSERT INTO metrix_outbox (payload) VALUES "
+                       "('{\"metrixUserId\":\"u\",\"eventSlug\":\"s\",\"oaid\":\"o\"}') RETURNING id"});
+  CHECK_MESSAGE(produced.exit_code == 0, produced.err);
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  auto r = run(relay_args(as("relay"), fake.url(), {"--until-idle"}), {}, relay_env(), 60s);
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(pg_count_status(pg, "sent") == 21);
+}
+
 TEST_CASE("an answer that is not UTF-8 text is recorded with its bad bytes replaced, not refused") {
   PgServer pg;
   make_pg_outbox(pg, 1);
