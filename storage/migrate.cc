@@ -10,6 +10,23 @@ namespace metrix {
 
 int latest_schema_version() { return static_cast<int>(embedded_migrations().size()); }
 
+Status check_applied(const std::string& database, const std::vector<Migration>& known, int version,
+                     const std::string& name, const std::string& checksum) {
+  if (version > static_cast<int>(known.size())) {
+    return Error{Errc::schema,
+                 fmt::format("{}: schema version {} ({}) is newer than this metrix-relay knows (up to {}); "
+                             "use a newer metrix-relay",
+                             database, version, name, known.size())};
+  }
+  if (version < 1 || checksum != known[static_cast<size_t>(version - 1)].checksum) {
+    return Error{Errc::schema,
+                 fmt::format("{}: applied migration {} ({}) differs from the one built into this metrix-relay "
+                             "(checksum mismatch); the schema was altered, refusing to touch it",
+                             database, version, name)};
+  }
+  return {};
+}
+
 namespace {
 
 constexpr std::string_view kCreateLedger =
@@ -34,21 +51,8 @@ Result<int> verify_applied(Database& db) {
     auto row = stmt->step();
     if (!row) return row.error();
     if (!*row) break;
-    int version = static_cast<int>(stmt->int64(0));
-    std::string name = stmt->text(1);
-    if (version > static_cast<int>(known.size())) {
-      return Error{Errc::schema,
-                   fmt::format("{}: schema version {} ({}) is newer than this metrix-relay knows (up to {}); "
-                               "use a newer metrix-relay",
-                               db.path(), version, name, known.size())};
-    }
-    const Migration& m = known[static_cast<size_t>(version - 1)];
-    if (stmt->text(2) != m.checksum) {
-      return Error{Errc::schema,
-                   fmt::format("{}: applied migration {} ({}) differs from the one built into this metrix-relay "
-                               "(checksum mismatch); the schema was altered, refusing to touch it",
-                               db.path(), version, name)};
-    }
+    const int version = static_cast<int>(stmt->int64(0));
+    if (auto s = check_applied(db.path(), known, version, stmt->text(1), stmt->text(2)); !s) return s.error();
     current = version;
   }
   return current;

@@ -7,6 +7,7 @@
 // work done. An applied migration is never edited; a change is a new numbered file.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "storage/database.h"
@@ -24,6 +25,12 @@ struct Migration {
 // All migrations built into this binary, version 1..N in order.
 const std::vector<Migration>& embedded_migrations();
 int latest_schema_version();
+
+// One row of a ledger of applied migrations against the migrations `known` to this binary:
+// refused (Errc::schema) when it is newer than them, or when it differs from the one built
+// in (its checksum). `database` names the database in the message.
+Status check_applied(const std::string& database, const std::vector<Migration>& known, int version,
+                     const std::string& name, const std::string& checksum);
 
 struct MigrateReport {
   int from_version = 0;

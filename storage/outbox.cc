@@ -155,15 +155,7 @@ Result<RecordReport> Outbox::record(const std::vector<Outcome>& outcomes) {
       report.fenced_ids.push_back(o.id);
       continue;
     }
-    ++report.recorded;
-    switch (o.status) {
-      case RowStatus::sent: ++report.sent; break;
-      case RowStatus::failed: ++report.failed; break;
-      case RowStatus::dead: ++report.dead; break;
-      case RowStatus::held: ++report.held; break;
-      case RowStatus::pending: report.retried += o.attempted ? 1 : 0; break;
-      case RowStatus::sending: break;  // refused above
-    }
+    report.count(o);
     if (!o.attempted) continue;
     // Numbered after the row's last attempt, not from `attempts`, which an operator may reset.
     attempt_.bind(1, o.id).bind(3, o.started_at).bind(4, o.finished_at).bind(5, o.http_status);

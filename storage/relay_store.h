@@ -102,6 +102,19 @@ struct RecordReport {
   int dead = 0;
   int held = 0;
   int retried = 0;  // pending again after an attempt (a row handed back without one is not counted)
+
+  // Counts `o` as recorded, by the row's new status.
+  void count(const Outcome& o) {
+    ++recorded;
+    switch (o.status) {
+      case RowStatus::sent: ++sent; break;
+      case RowStatus::failed: ++failed; break;
+      case RowStatus::dead: ++dead; break;
+      case RowStatus::held: ++held; break;
+      case RowStatus::pending: retried += o.attempted ? 1 : 0; break;
+      case RowStatus::sending: break;  // never an outcome's
+    }
+  }
 };
 
 // What one write round is asked to do, in this order, all in one transaction.

@@ -200,7 +200,15 @@ TEST_CASE("an import on a URI killed mid-way imports nothing, and run again impo
   const int n = 40000;
   write_ndjson(dir.file("big.ndjson"), n);
   auto import = Process::start({relay_binary(), "import", "--db", db, dir.file("big.ndjson").string()});
-  std::this_thread::sleep_for(700ms);
+  // Killed once its one transaction has written rows (the server gave it a transaction id),
+  // however fast or slow the machine is.
+  for (int i = 0; i < 1200 && import.running(); ++i) {
+    if (pg_count(pg, "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL "
+                     "AND pid <> pg_backend_pid()") > 0) {
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
   import.kill(SIGKILL);
   import.wait(10s);
   const auto after_kill = pg_count(pg);

@@ -246,7 +246,10 @@ TEST_CASE("a relay adopts the 403 pauses and resumptions other relays store in m
                                                                 "--progress-interval", "1s"}),
                               relay_env());
   REQUIRE(relay.wait_for_err("app app1 paused: Metrix answered 403", 30s));
-  for (int i = 0; i < 100 && pg_scalar(pg, "SELECT count(*) FROM metrix_app_pause") == 0; ++i) std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 600 && pg_scalar(pg, "SELECT count(*) FROM metrix_app_pause") == 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE(pg_scalar(pg, "SELECT count(*) FROM metrix_app_pause") == 1);  // its own pause is stored
   // Another relay's probe was accepted, and it cleared the pause.
   pg.psql("DELETE FROM metrix_app_pause");
   CHECK(relay.wait_for_err("app app1 resumed: another relay on this outbox had an event accepted", 20s));

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "storage/import_checkers.h"
+#include "storage/import_loop.h"
 #include "storage/rule_message.h"
 
 namespace metrix::pg {
@@ -217,45 +218,8 @@ class ChunkWriter {
 Result<ImportReport> import_ndjson(Connection& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress) {
   ChunkWriter writer(db, options.chunk_lines);
-  const int threads = options.validators > 0 ? options.validators
-                                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const std::int64_t batch_lines = std::max<std::int64_t>(1, options.batch_lines);
-  CheckPool pool(threads, /*target_path=*/"", /*validate=*/true);
-  std::deque<std::pair<std::shared_ptr<LineBatch>, std::future<Status>>> in_flight;  // destroyed before the pool
-  const size_t max_in_flight = static_cast<size_t>(threads) * 3;
-  std::int64_t next_line_number = 1;
-  bool eof = false;
-  // The reading loop of storage/import.cc: batches of lines checked ahead, taken in order.
-  for (;;) {
-    while (!eof && writer.state() != ChunkWriter::State::stopped && in_flight.size() < max_in_flight) {
-      auto batch = std::make_shared<LineBatch>();
-      batch->first_line = next_line_number;
-      batch->text.reserve(static_cast<size_t>(batch_lines));
-      std::string line;
-      while (static_cast<std::int64_t>(batch->text.size()) < batch_lines) {
-        line.clear();
-        auto more = next_line(line);
-        if (!more) return more.error();
-        if (!*more) {
-          eof = true;
-          break;
-        }
-        if (next_line_number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 BOM
-        batch->text.push_back(std::move(line));
-        ++next_line_number;
-      }
-      if (batch->text.empty()) break;
-      auto checked = pool.submit(batch);
-      in_flight.emplace_back(std::move(batch), std::move(checked));
-    }
-    if (in_flight.empty() || writer.state() == ChunkWriter::State::stopped) break;
-    auto [batch, checked] = std::move(in_flight.front());
-    in_flight.pop_front();
-    if (auto s = checked.get(); !s) return s.error();
-    if (auto s = writer.write(batch->lines); !s) return s.error();
-    if (progress) progress(writer.progress());
-  }
-  return writer.finish();
+  CheckPool pool(checker_threads(options), /*target_path=*/"", /*validate=*/true);
+  return run_import(writer, pool, next_line, options, progress);
 }
 
 }  // namespace metrix::pg

@@ -26,20 +26,7 @@ Result<int> verify_applied(Connection& db) {
   int current = 0;
   for (int r = 0; r < rows->size(); ++r) {
     const int version = static_cast<int>(rows->int64(r, 0));
-    const std::string name = rows->text(r, 1);
-    if (version > static_cast<int>(known.size())) {
-      return Error{Errc::schema,
-                   fmt::format("{}: schema version {} ({}) is newer than this metrix-relay knows (up to {}); "
-                               "use a newer metrix-relay",
-                               db.name(), version, name, known.size())};
-    }
-    const Migration& m = known[static_cast<std::size_t>(version - 1)];
-    if (rows->text(r, 2) != m.checksum) {
-      return Error{Errc::schema,
-                   fmt::format("{}: applied migration {} ({}) differs from the one built into this metrix-relay "
-                               "(checksum mismatch); the schema was altered, refusing to touch it",
-                               db.name(), version, name)};
-    }
+    if (auto s = check_applied(db.name(), known, version, rows->text(r, 1), rows->text(r, 2)); !s) return s.error();
     current = version;
   }
   return current;

@@ -278,15 +278,7 @@ Result<RoundResult> PgRelayStore::write_round(const WriteJob& job) {
         report.fenced_ids.push_back(o.id);
         continue;
       }
-      ++report.recorded;
-      switch (o.status) {
-        case RowStatus::sent: ++report.sent; break;
-        case RowStatus::failed: ++report.failed; break;
-        case RowStatus::dead: ++report.dead; break;
-        case RowStatus::held: ++report.held; break;
-        case RowStatus::pending: report.retried += o.attempted ? 1 : 0; break;
-        case RowStatus::sending: break;  // refused above
-      }
+      report.count(o);
     }
   }
   const std::int64_t last_id = (*results)[last_id_at].int64(0, 0);
