@@ -11,7 +11,7 @@
 #include "relay/metrics.h"
 #include "relay/remedy.h"
 #include "storage/clock.h"
-#include "storage/relay_stores.h"
+#include "storage/stores.h"
 
 namespace metrix {
 

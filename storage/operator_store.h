@@ -20,6 +20,7 @@
 #include <functional>
 #include <vector>
 
+#include "storage/backlog.h"
 #include "storage/repair.h"
 #include "storage/report.h"
 #include "storage/result.h"
@@ -39,6 +40,10 @@ class OperatorStore {
   // What evaluate_health() needs, from unfinished rows only: cheap however many delivered
   // rows the outbox keeps (see read_health in status.h for which fields it fills).
   virtual Result<StatusSnapshot> read_health(std::int64_t now, const HealthThresholds& thresholds) = 0;
+
+  // The backlog per app for the relay's metrics (backlog.h): counts by status, the due rows, the
+  // oldest due one. Read at most every few seconds, never per row.
+  virtual Result<Backlog> read_backlog(std::int64_t now) = 0;
 
   // Matching rows in id order, at most `limit` (0: all); how many match.
   virtual Result<std::vector<OutboxRow>> list_rows(const RowFilter& filter, std::int64_t limit) = 0;

@@ -9,7 +9,7 @@ Result<std::unique_ptr<SqliteOperatorStore>> SqliteOperatorStore::open(const std
   auto db = Database::open(path, options);
   if (!db) return db.error();
   if (auto s = check_schema(*db); !s) return s.error();
-  return std::unique_ptr<SqliteOperatorStore>(new SqliteOperatorStore(std::move(*db)));
+  return std::unique_ptr<SqliteOperatorStore>(new SqliteOperatorStore(std::move(*db), path));
 }
 
 }  // namespace metrix

@@ -20,6 +20,7 @@ class SqliteOperatorStore final : public OperatorStore {
   Result<StatusSnapshot> read_health(std::int64_t now, const HealthThresholds& thresholds) override {
     return metrix::read_health(db_, now, thresholds);
   }
+  Result<Backlog> read_backlog(std::int64_t now) override { return metrix::read_backlog(db_, path_, now); }
   Result<std::vector<OutboxRow>> list_rows(const RowFilter& filter, std::int64_t limit) override {
     return metrix::list_rows(db_, filter, limit);
   }
@@ -39,8 +40,9 @@ class SqliteOperatorStore final : public OperatorStore {
   Result<SpaceReport> reclaim_space() override { return metrix::reclaim_space(db_); }
 
  private:
-  explicit SqliteOperatorStore(Database db) : db_(std::move(db)) {}
+  SqliteOperatorStore(Database db, std::string path) : db_(std::move(db)), path_(std::move(path)) {}
   Database db_;
+  std::string path_;  // the file, whose -wal file read_backlog measures
 };
 
 }  // namespace metrix

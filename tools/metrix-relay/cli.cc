@@ -9,7 +9,7 @@
 #include "relay/remedy.h"
 #include "storage/migrate.h"
 #include "storage/postgres/migrate.h"
-#include "storage/sqlite_operator_store.h"
+#include "storage/stores.h"
 
 namespace metrix::cli {
 
@@ -66,9 +66,9 @@ namespace {
 
 Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path, const OpenOptions& options) {
   if (pg::is_uri(path)) return not_on_postgresql(path);
-  auto store = SqliteOperatorStore::open(path, options);
+  auto store = open_operator_store(path, options);
   if (!store) return with_remedy(store.error(), path);
-  return std::unique_ptr<OperatorStore>(std::move(*store));
+  return store;
 }
 
 }  // namespace
