@@ -3,12 +3,10 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "tests/operator_fixture.h"
+#include "tests/readme_sql.h"
 #include "tests/support/fake_metrix.h"
 
 using namespace metrix::test;
@@ -334,23 +332,7 @@ TEST_CASE("every query of the README's Audit SQL section runs on a relayed outbo
   // A row waiting for two hours, for "pending for more than an hour".
   exec(dir.db(), "INSERT INTO metrix_outbox (payload, app_id, created_at) VALUES ('" + valid_payload(7) +
                      "', 'app2', CAST(unixepoch('now') AS INTEGER) * 1000 - 7200000)");
-  std::ifstream in(std::filesystem::path(__FILE__).parent_path().parent_path() / "README.md");
-  REQUIRE(in);
-  std::stringstream readme;
-  readme << in.rdbuf();
-  std::string text_all = readme.str();
-  auto start = text_all.find("\n## Audit SQL");
-  REQUIRE(start != std::string::npos);
-  auto end = text_all.find("\n## ", start + 1);
-  std::string section = text_all.substr(start, end - start);
-  std::map<std::string, std::string> queries;  // first comment line -> SQL
-  for (size_t pos = section.find("```sql\n"); pos != std::string::npos; pos = section.find("```sql\n", pos)) {
-    pos += 7;
-    size_t close = section.find("```", pos);
-    std::string sql = section.substr(pos, close - pos);
-    queries[sql.substr(0, sql.find('\n'))] = sql;
-    pos = close + 3;
-  }
+  auto queries = readme_audit_queries(/*postgres=*/false);
   auto run_query = [&](const std::string& title) {
     INFO(title);
     REQUIRE(queries.count(title) == 1);
