@@ -117,8 +117,16 @@ TEST_CASE("list on PostgreSQL prints the rows SQLite prints for every filter, as
       {"--status", "sent", "--limit", "2"},
       {"--app-id", "nobody"},
   };
+  // Every filter as JSON (every column, the payload too); the table and CSV, which print the
+  // same rows, for a few: each comparison is two runs of the binary.
   for (const auto& filter : filters) {
-    for (std::vector<std::string> format : {std::vector<std::string>{}, {"--json"}, {"--csv"}}) {
+    std::vector<std::string> args = {"list"};
+    args.insert(args.end(), filter.begin(), filter.end());
+    args.push_back("--json");
+    check_same(rows, args);
+  }
+  for (const std::vector<std::string>& filter : {filters[0], filters[1], filters[15], filters[18]}) {
+    for (std::vector<std::string> format : {std::vector<std::string>{}, {"--csv"}}) {
       std::vector<std::string> args = {"list"};
       args.insert(args.end(), filter.begin(), filter.end());
       args.insert(args.end(), format.begin(), format.end());
