@@ -5,58 +5,66 @@
 
 #include <sys/socket.h>
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 
 #include "relay/status_json.h"
 #include "relay/remedy.h"
-#include "storage/status.h"
-#include "storage/backlog.h"
-#include "storage/database.h"
-#include "storage/migrate.h"
 #include "storage/clock.h"
 #include "storage/postgres/connection.h"
+#include "storage/stores.h"
 
 namespace metrix {
 
 namespace {
 
-// What the handlers share. Those that read the database hold `mutex` (one connection, one
-// read at a time); /livez reads an atomic only, so a slow read never delays a probe.
+// What the handlers share. Those that read the database hold `mutex` (one store, one read at
+// a time); /livez reads an atomic only, so a slow read never delays a probe.
 struct AdminState {
   AdminState(std::string path, std::optional<std::string> default_app_id, Metrics& m)
       : db_path(std::move(path)), default_app(std::move(default_app_id)), metrics(m) {}
   std::string db_path;
-  bool sqlite = !pg::is_uri(db_path);  // the reads below are SQLite's; PostgreSQL's come later
+  bool sqlite = !pg::is_uri(db_path);  // only an SQLite file has a WAL file to measure
   std::optional<std::string> default_app;
   Metrics& metrics;
   std::mutex mutex;
-  std::optional<Database> db;  // opened on first use, read-only; under mutex
+  std::unique_ptr<OperatorStore> store;  // opened on first use, read-only; under mutex
   std::optional<Backlog> backlog;
   std::int64_t backlog_read_us = 0;   // monotonic; when it was last read
   double backlog_read_seconds = 0;    // how long that read took
   std::uint64_t backlog_read_failures = 0;
 
-  Result<Database*> database() {
-    if (!db) {
+  // Opening the store checks the schema. A read that fails closes it, so the next request
+  // opens it again and checks anew (a migration run meanwhile, a file replaced).
+  Result<OperatorStore*> operator_store() {
+    if (!store) {
       OpenOptions options;
       options.read_only = true;
-      auto opened = Database::open(db_path, options);
-      if (!opened) return opened.error();
-      db = std::move(*opened);
+      auto opened = open_operator_store(db_path, options);
+      if (!opened) return with_remedy(opened.error(), db_path);
+      store = std::move(*opened);
     }
-    return &*db;
+    return store.get();
+  }
+
+  template <typename T>
+  Result<T> read(const std::function<Result<T>(OperatorStore&)>& what) {
+    auto s = operator_store();
+    if (!s) return s.error();
+    auto r = what(**s);
+    if (!r) store.reset();
+    return r;
   }
 
   void refresh_backlog() {
     const std::int64_t now_us = monotonic_us();
     if (backlog && now_us - backlog_read_us < std::chrono::microseconds(kBacklogReadInterval).count()) return;
     backlog_read_us = now_us;
-    auto d = database();
-    auto read = d ? read_backlog(**d, db_path, now_ms()) : Result<Backlog>(d.error());
+    auto r = read<Backlog>([](OperatorStore& s) { return s.read_backlog(now_ms()); });
     backlog_read_seconds = static_cast<double>(monotonic_us() - now_us) / 1e6;
-    if (read) backlog = std::move(*read);
+    if (r) backlog = std::move(*r);
     else ++backlog_read_failures;  // the last good read is served; the counter says it is old
   }
 
@@ -98,8 +106,10 @@ struct AdminState {
     metric_header(out, "metrix_relay_outbox_oldest_due_age_seconds", "gauge",
                   "How long the row due longest has waited since it became due, by app; 0 when none is due.");
     out += age;
-    metric_header(out, "metrix_relay_database_wal_bytes", "gauge", "Size of the database's write-ahead log.");
-    metric_line(out, "metrix_relay_database_wal_bytes", {}, backlog ? static_cast<double>(backlog->wal_bytes) : 0);
+    if (sqlite) {  // PostgreSQL's WAL belongs to the server, which exports its own metrics
+      metric_header(out, "metrix_relay_database_wal_bytes", "gauge", "Size of the database's write-ahead log.");
+      metric_line(out, "metrix_relay_database_wal_bytes", {}, backlog ? static_cast<double>(backlog->wal_bytes) : 0);
+    }
     metric_header(out, "metrix_relay_outbox_read_duration_seconds", "gauge",
                   "How long the last read of the outbox's counts took (read at most every 5 s, when scraped).");
     metric_line(out, "metrix_relay_outbox_read_duration_seconds", {}, backlog_read_seconds);
@@ -113,10 +123,7 @@ struct AdminState {
   std::string unready() {
     std::string reason = metrics.unready();
     if (!reason.empty()) return reason;
-    if (!sqlite) return {};  // the relay's own rounds say the database is writable
-    auto d = database();
-    if (!d) return "database: " + with_remedy(d.error(), db_path).message;
-    if (auto s = check_schema(**d); !s) return "database: " + with_remedy(s.error(), db_path).message;
+    if (auto s = operator_store(); !s) return "database: " + s.error().message;
     return {};
   }
 };
@@ -148,10 +155,8 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
   server.Get("/metrics", [state](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(state->mutex);
     std::string body = state->metrics.render();
-    if (state->sqlite) {
-      state->refresh_backlog();
-      body += state->render_backlog();
-    }
+    state->refresh_backlog();
+    body += state->render_backlog();
     res.set_content(std::move(body), "text/plain; version=0.0.4; charset=utf-8");
   });
   server.Get("/livez", [state](const httplib::Request&, httplib::Response& res) {
@@ -176,13 +181,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const ListenAddress& add
   });
   server.Get("/status", [state](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(state->mutex);
-    if (!state->sqlite) {
-      res.status = 501;
-      res.set_content("/status reads an SQLite outbox only\n", "text/plain");
-      return;
-    }
-    auto d = state->database();
-    auto snapshot = d ? read_status(**d, now_ms()) : Result<StatusSnapshot>(d.error());
+    auto snapshot = state->read<StatusSnapshot>([](OperatorStore& s) { return s.read_status(now_ms()); });
     if (!snapshot) {
       res.status = 503;
       res.set_content(snapshot.error().message + "\n", "text/plain");

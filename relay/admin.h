@@ -2,21 +2,22 @@
 //
 //   GET /metrics  the Prometheus text format (0.0.4): the loop's counters (relay/metrics.h)
 //                 and the outbox's backlog per app (storage/backlog.h), the latter read at
-//                 most every kBacklogReadInterval however often it is scraped.
+//                 most every kBacklogReadInterval however often it is scraped. The size of the
+//                 write-ahead log is an SQLite file's only: on PostgreSQL that gauge is left
+//                 out (the server's WAL is the server's to export).
 //   GET /livez    200 while the relay's loop turns (its last turn within kLivenessLimit),
 //                 else 503. Never depends on Metrix or on the database.
 //   GET /readyz   200 when the database is writable (the last write round committed), its
 //                 schema is this version's, and at least one app can be sent to (it has a dev
-//                 key and is not paused); else 503 with the reason as text.
+//                 key and is not paused); else 503 with the reason as text. The schema is
+//                 checked when the listener opens its store, and again after a read failed.
 //   GET /status   the JSON of `metrix-relay status --json` (default health thresholds).
 //
-// On a PostgreSQL outbox (a postgresql:// --db) the listener serves the loop's own counters
-// only: /metrics leaves out the backlog gauges, /readyz judges the database by the relay's
-// last write round, and /status answers 501. Reading them on PostgreSQL is a later change.
-//
-// A few threads serve; the database is read on one read-only connection of the listener's
-// own, one read at a time: a scrape never takes the write lock and never slows the loop
-// beyond reading its atomics.
+// Both backends alike: the listener reads through an OperatorStore of its own
+// (storage/stores.h, read-only), one connection, one read at a time: a scrape never takes the
+// write lock and never slows the loop beyond reading its atomics. On PostgreSQL each read is
+// one REPEATABLE READ, READ ONLY transaction; a connection the server dropped is made again
+// by the next read.
 #pragma once
 
 #include <atomic>

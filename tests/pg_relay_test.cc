@@ -300,30 +300,6 @@ TEST_CASE("an answer that is not UTF-8 text is recorded with its bad bytes repla
   CHECK(pg.psql("SELECT response FROM metrix_outbox_attempt") == "ok\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9\n");
 }
 
-TEST_CASE("the admin listener of a relay on PostgreSQL serves its counters and readiness, and says /status is SQLite's") {
-  PgServer pg;
-  TempDir dir;
-  make_pg_outbox(pg, 20);
-  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
-  auto relay = Process::start(relay_args(pg.uri(), fake.url(), {"--admin-listen", "127.0.0.1:0"}), relay_env());
-  const std::string needle = "admin listener on http://";
-  REQUIRE_MESSAGE(relay.wait_for_err(needle, 30s), relay.err());
-  const std::string err = relay.err();
-  const size_t at = err.find(needle) + needle.size() - 7;
-  const std::string url = err.substr(at, err.find('/', at + 7) - at);
-  REQUIRE(fake.wait_for_accepted(20, 30s));
-  HttpClient http;
-  auto ready = http.get(url + "/readyz");
-  CHECK_MESSAGE(ready.status == 200, ready.body);
-  auto metrics = http.get(url + "/metrics");
-  CHECK(metrics.status == 200);
-  CHECK(metrics.body.find("metrix_relay_write_rounds_total") != std::string::npos);
-  CHECK(metrics.body.find("metrix_relay_outbox_rows") == std::string::npos);  // the backlog reads are SQLite's
-  CHECK(http.get(url + "/status").status == 501);
-  relay.kill(SIGTERM);
-  CHECK(relay.wait(30s) == 0);
-}
-
 TEST_CASE("a relay on PostgreSQL never prints the URI's password") {
   PgServer pg;
   TempDir dir;

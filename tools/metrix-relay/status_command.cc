@@ -4,6 +4,7 @@
 #include "relay/health_reason.h"
 #include "relay/status_json.h"
 #include "storage/heartbeat.h"
+#include "storage/postgres/connection.h"
 #include "storage/row_filter.h"
 #include "storage/status.h"
 #include "tools/metrix-relay/cli.h"
@@ -69,9 +70,9 @@ void print_snapshot(const std::string& path, const StatusSnapshot& s, const std:
     fmt::print("relay: not running (no heartbeat)\n");
   } else {
     fmt::print("relay: {}\n", running ? "running" : "not running (heartbeat stale: killed, hung, or stopped uncleanly)");
-    Table t({"RELAY", "STARTED", "LAST BEAT", "SENT", "LAST SENT", "STATE", "WINDOW"});
+    Table t({"RELAY", "HOST", "PID", "STARTED", "LAST BEAT", "SENT", "LAST SENT", "STATE", "WINDOW"});
     for (const auto& r : s.relays) {
-      t.add({r.relay_id, short_time(r.started_at), describe_duration(s.now - r.beat_at) + " ago", std::to_string(r.sent),
+      t.add({r.relay_id, cell(r.host, 32), std::to_string(r.pid), short_time(r.started_at), describe_duration(s.now - r.beat_at) + " ago", std::to_string(r.sent),
              r.last_sent_at ? describe_duration(s.now - *r.last_sent_at) + " ago" : "-",
              relay_alive(r, s.now) ? "alive" : "stale", r.windows.empty() ? "-" : r.windows});
     }
@@ -97,9 +98,10 @@ void add_status(CLI::App& app, int& exit_code) {
       "The relay writes a heartbeat row (metrix_relay_heartbeat) when it starts and every\n"
       "--progress-interval, and deletes it when it exits cleanly: a relay counts as running while its\n"
       "heartbeat is younger than three of its intervals, or 3s if that is longer (check judges the\n"
-      "same way). WINDOW is each app's window of requests in flight as of that heartbeat (now /\n"
-      "--concurrency; it shrinks when Metrix pushes back), or 'circuit open' while Metrix fails every\n"
-      "request and the relay only probes.\n\n"
+      "same way). Every relay with a heartbeat is listed with its host and pid: on PostgreSQL, relays\n"
+      "on several hosts may share one outbox. WINDOW is each app's window of requests in flight as of\n"
+      "that heartbeat (now / --concurrency; it shrinks when Metrix pushes back), or 'circuit open'\n"
+      "while Metrix fails every request and the relay only probes.\n\n"
       "Health (--check, for monitoring; also in --json as \"health\"):\n"
       "  UNHEALTHY when the oldest due row has waited longer than --max-backlog-age since it became due\n"
       "  (enqueued, its retry time reached, requeued, or its lease expired), or when rows have waited\n"
@@ -111,7 +113,8 @@ void add_status(CLI::App& app, int& exit_code) {
       "Examples:\n"
       "  metrix-relay status --db app.db\n"
       "  metrix-relay status --db app.db --json | jq .counts\n"
-      "  metrix-relay status --db app.db --check --max-backlog-age 5m --max-idle 10m   # from cron/Nagios");
+      "  metrix-relay status --db app.db --check --max-backlog-age 5m --max-idle 10m   # from cron/Nagios\n"
+      "  metrix-relay status --db postgresql://relay@db.internal/app   # the same on PostgreSQL");
   struct Args {
     std::string db;
     bool json = false, check = false;
@@ -141,7 +144,7 @@ void add_status(CLI::App& app, int& exit_code) {
         fmt::format("{}: {}", health.ok() ? "OK" : "UNHEALTHY", health_reason(*snapshot, t, health));
     if (a->json) print_json(status_json(*snapshot, health, t));
     else if (a->check) fmt::print("{}\n", verdict);
-    else print_snapshot(a->db, *snapshot, verdict);
+    else print_snapshot(pg::redact(a->db), *snapshot, verdict);
     exit_code = a->check && !health.ok() ? kUnhealthy : kOk;
   });
 }
