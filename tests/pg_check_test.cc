@@ -206,3 +206,47 @@ TEST_CASE("check on a PostgreSQL URI never prints its password") {
     CHECK(r.err.find("hunter2") == std::string::npos);
   }
 }
+
+namespace {
+
+// metrix_relay_database_up as the relay's /metrics says it, or -1 before it can say.
+int database_up(HttpClient& http, const std::string& url) {
+  auto metrics = http.get(url + "/metrics");
+  const std::string needle = "\nmetrix_relay_database_up ";
+  const auto at = metrics.body.find(needle);
+  return metrics.status != 200 || at == std::string::npos ? -1 : metrics.body[at + needle.size()] - '0';
+}
+
+// Scrapes until the gauge reads `value` (true) or the timeout passes (false).
+bool wait_for_database_up(HttpClient& http, const std::string& url, int value, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (database_up(http, url) == value) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a relay on PostgreSQL reports its database down while the server is stopped, and up once it is back") {
+  PgServer pg;
+  TempDir dir;
+  make_pg_outbox(pg, 5);
+  auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
+  auto relay = Process::start(relay_args(pg.uri(), fake.url(), {"--admin-listen", "127.0.0.1:0"}), relay_env());
+  const std::string needle = "admin listener on http://";
+  REQUIRE_MESSAGE(relay.wait_for_err(needle, 30s), relay.err());
+  const std::string err = relay.err();
+  const size_t at = err.find(needle) + needle.size() - 7;
+  const std::string url = err.substr(at, err.find('/', at + 7) - at);
+  HttpClient http;
+  CHECK(wait_for_database_up(http, url, 1, 30s));
+  pg.stop();
+  CHECK_MESSAGE(wait_for_database_up(http, url, 0, 30s), relay.err());
+  pg.start();
+  CHECK_MESSAGE(wait_for_database_up(http, url, 1, 30s), relay.err());
+  CHECK(fake.wait_for_accepted(5, 30s));
+  relay.kill(SIGTERM);
+  CHECK(relay.wait(30s) == 0);
+}
