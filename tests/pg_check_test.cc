@@ -250,3 +250,23 @@ TEST_CASE("a relay on PostgreSQL reports its database down while the server is s
   relay.kill(SIGTERM);
   CHECK(relay.wait(30s) == 0);
 }
+
+TEST_CASE("check on PostgreSQL by a role that cannot see other roles' sessions says so rather than calling the "
+          "horizon clear") {
+  PgServer pg;
+  make_pg_outbox(pg, 1);
+  pg.psql("CREATE ROLE watcher LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO watcher");
+  auto session = metrix::pg::Connection::open(pg.uri());
+  REQUIRE(session);
+  REQUIRE(session->exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ"));
+  REQUIRE(session->exec("SELECT count(*) FROM metrix_outbox"));
+  const std::string as_watcher = "postgresql://watcher@127.0.0.1:" + std::to_string(pg.port()) + "/postgres";
+  auto r = relay_cli({"check", "--db", as_watcher});
+  CHECK(r.exit_code == 1);
+  CHECK_MESSAGE(r.out.find("warning  vacuum horizon role watcher cannot see 1 sessions of other roles") !=
+                    std::string::npos,
+                r.out);
+  CHECK(r.out.find("GRANT pg_read_all_stats TO watcher") != std::string::npos);
+  pg.psql("GRANT pg_read_all_stats TO watcher");
+  CHECK(relay_cli({"check", "--db", as_watcher}).exit_code == 0);
+}
