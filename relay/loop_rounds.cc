@@ -53,6 +53,7 @@ Status Relay::finish_round(WriteDone done) {
   write_lock_us_ += done.lock_us;
   metrics_.write_rounds.fetch_add(1, std::memory_order_relaxed);
   if (!done.status) metrics_.write_round_failures.fetch_add(1, std::memory_order_relaxed);
+  metrics_.database_up.store(done.status.ok(), std::memory_order_relaxed);
   last_write_ok_ = done.status.ok();
   publish_readiness();
   for (AppState* app : round_probes_) app->probe_in_flight = false;  // set again below if claimed

@@ -181,11 +181,17 @@ std::string Metrics::render() const {
   single("metrix_relay_write_round_failures_total", "counter",
          "Write transactions that failed (the database busy or failing); their outcomes are retried.",
          d(write_round_failures.load(relaxed)));
+  single("metrix_relay_database_up", "gauge",
+         "1 while the relay's last write round committed; 0 before the first, after a failed one and while it "
+         "reconnects.",
+         database_up.load(relaxed) ? 1 : 0);
   single("metrix_relay_write_lock_seconds_total", "counter",
          "Time the relay held the database's write lock; its rate is the lock's share of time.",
          d(write_lock_us.load(relaxed)) / 1e6);
   write_duration.render(out, "metrix_relay_write_round_duration_seconds",
-                        "How long one write transaction held the write lock, commit included.");
+                        "How long one write transaction took, commit included: on SQLite while it held the write "
+                        "lock; on PostgreSQL one round trip (outcomes, heartbeat and claim pipelined), the claim's "
+                        "round-trip time.");
   metric_header(out, "metrix_relay_config_reloads_total", "counter", "Reloads (SIGHUP), by result.");
   metric_line(out, "metrix_relay_config_reloads_total", {{"result", "success"}}, d(reloads_ok.load(relaxed)));
   metric_line(out, "metrix_relay_config_reloads_total", {{"result", "failure"}}, d(reloads_failed.load(relaxed)));

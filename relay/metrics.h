@@ -84,6 +84,9 @@ class Metrics {
   std::atomic<std::int64_t> last_sent_ms{0};      // when a 'sent' outcome last committed; 0: never
   std::atomic<std::uint64_t> write_rounds{0};
   std::atomic<std::uint64_t> write_round_failures{0};
+  // Whether the last write round committed: false before the first, after a failed one and
+  // while the store reconnects (each round it cannot run fails).
+  std::atomic<bool> database_up{false};
   std::atomic<std::int64_t> write_lock_us{0};     // write lock held, in all
   std::atomic<std::uint64_t> reloads_ok{0};
   std::atomic<std::uint64_t> reloads_failed{0};

@@ -34,6 +34,10 @@ struct CheckReport {
   std::int64_t released_leases = 0;
   std::int64_t removed_heartbeats = 0;
   bool wal_truncated = false;
+  // PostgreSQL only (storage/postgres/check.h; 0 on SQLite): dead row versions of the outbox
+  // tables, and how long the oldest transaction holding back vacuum has been open, in ms.
+  std::int64_t dead_tuples = 0;
+  std::int64_t vacuum_horizon_age_ms = 0;
   bool healthy() const;
 };
 

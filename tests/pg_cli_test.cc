@@ -276,17 +276,6 @@ TEST_CASE("a password in the URI appears in no output of enqueue or import") {
   }
 }
 
-TEST_CASE("check on a URI says it reads SQLite only, without the password") {
-  PgServer pg;
-  migrated(pg);
-  const std::string uri = "postgresql://metrix:hunter2-secret@127.0.0.1:" + std::to_string(pg.port()) + "/postgres";
-  auto r = relay_cli({"check", "--db", uri});
-  INFO(r.err);
-  CHECK(r.exit_code == 2);
-  CHECK(r.err.find("reads SQLite outboxes only") != std::string::npos);
-  CHECK(r.err.find("hunter2") == std::string::npos);
-}
-
 TEST_CASE("the reading operator commands on a URI never print the password") {
   PgServer pg;
   migrated(pg);
