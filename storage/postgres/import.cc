@@ -1,4 +1,6 @@
 #include "storage/postgres/import.h"
+
+#include "storage/postgres/copy.h"
 #include "storage/postgres/text.h"
 
 #include <algorithm>
@@ -20,6 +22,33 @@
 namespace metrix::pg {
 
 namespace {
+
+// The session's staging table: the rows of a batch arrive here by COPY, then go into the outbox
+// in one statement. Temporary (no WAL, no other session sees it, gone with the connection);
+// made outside any transaction and dropped when the import ends, on every path.
+class Staging {
+ public:
+  static Result<Staging> create(Connection& db) {
+    if (auto s = db.exec_script(
+            "CREATE TEMP TABLE IF NOT EXISTS metrix_import_staging "
+            "(line bigint NOT NULL, payload text NOT NULL, dedup_key text, app_id text)");
+        !s) {
+      return Error{s.error().code, fmt::format("creating the import's temporary table (the role needs TEMPORARY on "
+                                               "the database): {}", s.error().message)};
+    }
+    return Staging(db);
+  }
+  Staging(Staging&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Staging& operator=(Staging&&) = delete;
+  ~Staging() {
+    // Best effort: a connection that broke has lost the table with its session anyway.
+    if (db_) (void)db_->exec_script("DROP TABLE IF EXISTS pg_temp.metrix_import_staging");
+  }
+
+ private:
+  explicit Staging(Connection& db) : db_(&db) {}
+  Connection* db_;
+};
 
 // Writes the checked lines in input order, a transaction per chunk: the state machine of the
 // SQLite import's ChunkWriter (storage/import.cc), with the rows of each batch sent at once.
@@ -113,34 +142,45 @@ class ChunkWriter {
     }
     if (state_ == State::open) {
       if (line.row.dedup_key) chunk_keys_.insert(*line.row.dedup_key);
-      payloads_.emplace_back(std::move(line.row.payload));
-      keys_.emplace_back(std::move(line.row.dedup_key));
-      apps_.emplace_back(std::move(line.row.app_id));
+      pending_.field(line.number).field(line.row.payload).field(line.row.dedup_key).field(line.row.app_id).end_row();
+      ++pending_rows_;
     }
     return {};
   }
 
-  // Sends the open chunk's pending rows: one statement, ids in input order; a row whose key
-  // is taken (committed, earlier in the chunk, or earlier in these rows) is not inserted.
+  // Sends the open chunk's pending rows: COPY into the staging table, then one INSERT ... SELECT
+  // in input order (ids follow the lines). A row whose key is present (committed, or sent
+  // earlier in this chunk) is left out before it reaches the outbox, so the server's trigger
+  // judges only rows that will be written: a re-run costs the server a lookup per line, not a
+  // validation. ON CONFLICT still skips a key that arrives meanwhile (a producer's commit) and
+  // the second of two equal keys among these rows. The lookup is a subquery with LIMIT, which
+  // the planner keeps as an index probe per row: as NOT EXISTS it may become an anti join that
+  // reads the whole outbox for every batch, planned from a staging table it has no statistics of.
   Status flush() {
-    if (payloads_.empty()) return {};
+    if (pending_rows_ == 0) return {};
     assert(state_ == State::open);
-    const auto sent = static_cast<std::int64_t>(payloads_.size());
+    const std::int64_t sent = pending_rows_;
+    auto copied = copy_in(db_, "COPY pg_temp.metrix_import_staging (line, payload, dedup_key, app_id) FROM STDIN",
+                          pending_);
+    pending_.clear();
+    pending_rows_ = 0;
+    if (!copied) return copied.error();
     auto done = db_.exec(
         "INSERT INTO metrix_outbox (payload, dedup_key, app_id) "
-        "SELECT payload, dedup_key, app_id FROM unnest($1::text[], $2::text[], $3::text[]) "
-        "WITH ORDINALITY AS line (payload, dedup_key, app_id, n) ORDER BY n "
-        "ON CONFLICT (dedup_key) DO NOTHING",
-        {array_literal(payloads_), array_literal(keys_), array_literal(apps_)});
-    payloads_.clear();
-    keys_.clear();
-    apps_.clear();
+        "SELECT payload, dedup_key, app_id FROM pg_temp.metrix_import_staging AS line "
+        "WHERE line.dedup_key IS NULL "
+        "OR (SELECT 1 FROM metrix_outbox AS o WHERE o.dedup_key = line.dedup_key LIMIT 1) IS NULL "
+        "ORDER BY line.line "
+        "ON CONFLICT (dedup_key) DO NOTHING");
     if (!done) {
       if (done.error().code != Errc::invalid_event) return done.error();
       return Error{Errc::io, fmt::format("the database refused a line this build accepts ({}); its rules are not "
                                          "this metrix-relay's: upgrade one or the other",
                                          done.error().message)};
     }
+    // Emptied in place: after the chunk's first TRUNCATE gave the table a new file, the next
+    // ones in the same transaction truncate that file rather than make another.
+    if (auto s = db_.exec_script("TRUNCATE pg_temp.metrix_import_staging"); !s) return s;
     // Rows inserted: the others' keys were taken. Counted without RETURNING, which would
     // send a row back per line.
     const std::int64_t inserted = done->affected();
@@ -152,9 +192,8 @@ class ChunkWriter {
   // Nothing of this chunk will be written: give its locks back now, and only check the rest
   // of the chunk for more bad lines.
   Status doom() {
-    payloads_.clear();
-    keys_.clear();
-    apps_.clear();
+    pending_.clear();
+    pending_rows_ = 0;
     chunk_keys_.clear();
     state_ = State::doomed;
     open_inserted_ = open_skipped_ = 0;
@@ -208,7 +247,8 @@ class ChunkWriter {
   State state_ = State::between;
   std::int64_t open_inserted_ = 0, open_skipped_ = 0;  // the open chunk's, not yet in report_
   std::unordered_set<std::string> chunk_keys_;         // the open chunk's keys of good lines
-  std::vector<Param> payloads_, keys_, apps_;          // the open chunk's rows not sent yet
+  CopyRows pending_;                                   // the open chunk's rows not sent yet
+  std::int64_t pending_rows_ = 0;
   ImportReport report_;
   std::optional<Database> names_;
 };
@@ -217,6 +257,8 @@ class ChunkWriter {
 
 Result<ImportReport> import_ndjson(Connection& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress) {
+  auto staging = Staging::create(db);
+  if (!staging) return staging.error();
   ChunkWriter writer(db, options.chunk_lines);
   CheckPool pool(checker_threads(options), /*target_path=*/"", /*validate=*/true);
   return run_import(writer, pool, next_line, options, progress);
