@@ -88,21 +88,31 @@ namespace {
 // target, for the dedup keys.
 struct Checker {
   TriggerCheck trigger;
-  std::optional<Database> target;  // none: no lookups (the target is not an SQLite file)
+  std::optional<Database> target;  // none: no lookups here (the target is not an SQLite file)
   Statement exists;  // declared after target: destroyed before it
+  KeyLookup lookup;  // the caller's, for a target that is not an SQLite file (may be empty)
 
-  static Result<Checker> open(const std::string& target_path) {
+  static Result<Checker> open(const std::string& target_path, const KeyLookupMaker& lookups) {
     auto trigger = TriggerCheck::open();
     if (!trigger) return trigger.error();
-    if (target_path.empty()) return Checker{std::move(*trigger), std::nullopt, Statement()};
+    if (target_path.empty()) {
+      KeyLookup lookup;
+      if (lookups) {
+        auto made = lookups();
+        if (!made) return made.error();
+        lookup = std::move(*made);
+      }
+      return Checker{std::move(*trigger), std::nullopt, Statement(), std::move(lookup)};
+    }
     auto target = Database::open(target_path);
     if (!target) return target.error();
     auto exists = target->prepare("SELECT 1 FROM metrix_outbox WHERE dedup_key = ?1");
     if (!exists) return exists.error();
-    return Checker{std::move(*trigger), std::move(*target), std::move(*exists)};
+    return Checker{std::move(*trigger), std::move(*target), std::move(*exists), {}};
   }
 
   Status mark_present(std::vector<CheckedLine>& lines) {
+    if (lookup) return lookup(lines);
     if (!target) return {};
     // One read transaction: one snapshot, and no lock taken per lookup.
     auto snapshot = Transaction::begin_read(target->handle());
@@ -140,11 +150,12 @@ void parse(LineBatch& batch) {
   batch.text.shrink_to_fit();
 }
 
-Status check(LineBatch& batch, bool validate, const std::string& target_path, std::optional<Checker>& checker) {
+Status check(LineBatch& batch, bool validate, const std::string& target_path, const KeyLookupMaker& lookups,
+             std::optional<Checker>& checker) {
   parse(batch);
   if (!validate) return {};
   if (!checker) {
-    auto made = Checker::open(target_path);
+    auto made = Checker::open(target_path, lookups);
     if (!made) return made.error();
     checker.emplace(std::move(*made));
   }
@@ -154,8 +165,8 @@ Status check(LineBatch& batch, bool validate, const std::string& target_path, st
 
 }  // namespace
 
-CheckPool::CheckPool(int threads, std::string target_path, bool validate)
-    : target_path_(std::move(target_path)), validate_(validate) {
+CheckPool::CheckPool(int threads, std::string target_path, bool validate, KeyLookupMaker lookups)
+    : target_path_(std::move(target_path)), validate_(validate), lookups_(std::move(lookups)) {
   assert(threads > 0);
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
 }
@@ -194,7 +205,7 @@ void CheckPool::work() {
     }
     Status status;
     try {
-      status = check(*job.batch, validate_, target_path_, checker);
+      status = check(*job.batch, validate_, target_path_, lookups_, checker);
     } catch (const std::exception& e) {  // out of memory: the import fails, nothing else is wrong
       status = Error{Errc::io, e.what()};
     }

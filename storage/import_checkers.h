@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,12 @@ class TriggerCheck {
   Statement fill_, all_, one_;  // declared after db_: destroyed before it
 };
 
+// Marks the lines of a batch whose dedup_key the target already holds (CheckedLine::present),
+// for a target that is not an SQLite file. Each pool thread makes its own with a KeyLookupMaker
+// on its first batch and uses it only there.
+using KeyLookup = std::function<Status(std::vector<CheckedLine>& lines)>;
+using KeyLookupMaker = std::function<Result<KeyLookup>()>;
+
 // Threads that parse and check batches of lines, in any order; the caller takes the results
 // in the order it submitted them, through the futures.
 //
@@ -81,11 +88,12 @@ class TriggerCheck {
 // line's dedup_key up in the database at `target_path` (its own read-only snapshot, one per
 // batch): a line whose key is there is marked present instead of judged, so re-running an
 // import costs a lookup per line, not a validation. An empty `target_path` (a target that is
-// not an SQLite file): no lookups, every line is judged. Without `validate`, lines are only parsed
+// not an SQLite file): the lookups are those `lookups` makes, and without it there are none
+// and every line is judged. Without `validate`, lines are only parsed
 // (the writer's database judges them).
 class CheckPool {
  public:
-  CheckPool(int threads, std::string target_path, bool validate);
+  CheckPool(int threads, std::string target_path, bool validate, KeyLookupMaker lookups = {});
   // Abandons the batches not started, waits for those being checked, joins the threads.
   ~CheckPool();
   CheckPool(const CheckPool&) = delete;
@@ -104,6 +112,7 @@ class CheckPool {
 
   const std::string target_path_;
   const bool validate_;
+  const KeyLookupMaker lookups_;
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<Job> queue_;

@@ -246,6 +246,118 @@ TEST_CASE("a chunked import on a URI killed mid-way keeps whole chunks, and re-r
                      "r WHERE dedup_key <> 'key-' || n") == 0);
 }
 
+TEST_CASE("an import on a URI counts a key repeated in the file as skipped, line for line as an import into SQLite") {
+  PgServer pg;
+  auto uri = migrated(pg);
+  TempDir dir;
+  make_outbox(dir.db(), 0);
+  {
+    // Repeats within a batch, across batches of the reader (1,000 lines) and across chunks, and
+    // a bad line whose key came earlier in the file (skipped, not reported).
+    std::ofstream out(dir.file("repeats.ndjson"));
+    for (int i = 1; i <= 2600; ++i) {
+      if (i % 500 == 0) out << import_line(i, "key-" + std::to_string(i - 499)) << "\n";
+      else if (i == 7) out << import_line(i, "key-5") << "\n";
+      else if (i == 2222) out << R"({"payload":{"metrixUserId":"","eventSlug":"s","oaid":"o"},"dedup_key":"key-3"})" << "\n";
+      else out << import_line(i, "key-" + std::to_string(i)) << "\n";
+    }
+  }
+  // All or nothing, then (into fresh outboxes) a transaction per 700 lines, then the same again.
+  pg.create_database("chunked");
+  make_outbox(dir.file("chunked.db").string(), 0);
+  REQUIRE(relay_cli({"migrate", "--db", pg.uri("chunked")}).exit_code == 0);
+  struct Run {
+    std::string sqlite, pg, chunk;
+    int inserted;
+  };
+  for (const Run& run : {Run{dir.db(), uri, "0", 2593}, Run{dir.file("chunked.db").string(), pg.uri("chunked"), "700", 2593},
+                         Run{dir.file("chunked.db").string(), pg.uri("chunked"), "700", 0}}) {
+    CAPTURE(run.chunk);
+    CAPTURE(run.inserted);
+    auto with = [&](const std::string& db) {
+      std::vector<std::string> argv = {"import", "--db", db, "--json", dir.file("repeats.ndjson").string()};
+      if (run.chunk != "0") argv.insert(argv.end(), {"--chunk", run.chunk});
+      auto r = relay_cli(argv);
+      CHECK_MESSAGE(r.exit_code == 0, r.err);
+      auto j = json_of(r);
+      j.erase("seconds");
+      return j;
+    };
+    auto on_sqlite = with(run.sqlite);
+    auto on_pg = with(run.pg);
+    CHECK(on_pg == on_sqlite);
+    CHECK(on_pg["inserted"] == run.inserted);
+    CHECK(on_pg["skipped_duplicates"] == 2600 - run.inserted);
+  }
+  CHECK(pg_count(pg) == 2593);
+  CHECK(pg_count(pg) == scalar(dir.db(), "SELECT count(*) FROM metrix_outbox"));
+  // The first line with a key is the one kept, in file order on both.
+  CHECK(pg.psql("SELECT string_agg(dedup_key || ':' || (payload::json->>'metrixUserId'), ',' ORDER BY id) FROM "
+                "metrix_outbox WHERE dedup_key IN ('key-1', 'key-5', 'key-501')") ==
+        "key-1:user-1,key-5:user-5,key-501:user-501\n");
+}
+
+TEST_CASE("an import on a URI stores tabs, backslashes and newlines of payloads and keys byte for byte, and skips them again") {
+  PgServer pg;
+  auto db = migrated(pg);
+  TempDir dir;
+  // A tab between the payload's tokens, escapes inside its strings (a backslash, a newline, a
+  // tab), and a dedup key that holds a real tab, backslash, newline and carriage return.
+  const std::string payload = "{\"metrixUserId\":\"u\\\\1\\n\\t\",\t\"eventSlug\":\"taqsq\",\"oaid\":\"o-\\\\N\"}";
+  std::ofstream(dir.file("in.ndjson")) << payload << "\n"
+                                       << R"({"payload":{"metrixUserId":"u","eventSlug":"taqsq","oaid":"o"},)"
+                                       << R"("dedup_key":"a\tb\\c\nd\r\\N","app_id":"x\\y"})" << "\n";
+  for (int run = 0; run < 2; ++run) {
+    CAPTURE(run);
+    auto r = relay_cli({"import", "--db", db, dir.file("in.ndjson").string()});
+    CHECK_MESSAGE(r.exit_code == 0, r.err);
+    CHECK(r.out.find(run == 0 ? "imported 2 rows, skipped 0" : "imported 1 rows, skipped 1") == 0);
+  }
+  CHECK(pg.psql("SELECT payload FROM metrix_outbox WHERE dedup_key IS NULL ORDER BY id LIMIT 1") == payload + "\n");
+  CHECK(pg_count(pg, "SELECT count(*) FROM metrix_outbox WHERE dedup_key = E'a\\tb\\\\c\\nd\\r\\\\N' "
+                     "AND app_id = E'x\\\\y'") == 1);
+  CHECK(pg_count(pg) == 3);  // the bare payload, without a key, went in twice
+}
+
+TEST_CASE("an import on a URI killed in its chunks, then killed again in its re-run, ends with every line once") {
+  PgServer pg;
+  auto db = migrated(pg);
+  TempDir dir;
+  const int n = 40000;
+  write_ndjson(dir.file("big.ndjson"), n);
+  auto first = Process::start({relay_binary(), "import", "--db", db, "--chunk", "2000", dir.file("big.ndjson").string()});
+  wait_for_pg_count(pg, 4000, 60s);
+  first.kill(SIGKILL);
+  first.wait(10s);
+  const auto after_first = pg_count(pg);
+  CHECK(after_first % 2000 == 0);
+  // The re-run, all or nothing, skips the lines already there and is killed once its one
+  // transaction has written rows.
+  auto second = Process::start({relay_binary(), "import", "--db", db, dir.file("big.ndjson").string()});
+  for (int i = 0; i < 1200 && second.running(); ++i) {
+    if (pg_count(pg, "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL "
+                     "AND pid <> pg_backend_pid()") > 0) {
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  second.kill(SIGKILL);
+  second.wait(10s);
+  const auto after_second = pg_count(pg);
+  CHECK((after_second == after_first || after_second == n));
+  auto last = relay_cli({"import", "--db", db, "--chunk", "2000", dir.file("big.ndjson").string(), "--json"});
+  CHECK_MESSAGE(last.exit_code == 0, last.err);
+  auto j = json_of(last);
+  CHECK(j["skipped_duplicates"] == after_second);
+  CHECK(j["inserted"] == n - after_second);
+  CHECK(pg_count(pg) == n);
+  CHECK(pg_count(pg, "SELECT count(DISTINCT dedup_key) FROM metrix_outbox") == n);
+  // Nothing of the killed sessions is left behind: no transaction open, no staging table.
+  CHECK(pg_count(pg, "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()") ==
+        0);
+  if (after_first == n || after_second == n) MESSAGE("an import finished before it could be killed");
+}
+
 TEST_CASE("a password in the URI appears in no output of enqueue or import") {
   PgServer pg;
   migrated(pg);

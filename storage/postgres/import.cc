@@ -1,4 +1,6 @@
 #include "storage/postgres/import.h"
+
+#include "storage/postgres/copy.h"
 #include "storage/postgres/text.h"
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <thread>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -20,6 +23,33 @@
 namespace metrix::pg {
 
 namespace {
+
+// The session's staging table: the rows of a batch arrive here by COPY, then go into the outbox
+// in one statement. Temporary (no WAL, no other session sees it, gone with the connection);
+// made outside any transaction and dropped when the import ends, on every path.
+class Staging {
+ public:
+  static Result<Staging> create(Connection& db) {
+    if (auto s = db.exec_script(
+            "CREATE TEMP TABLE IF NOT EXISTS metrix_import_staging "
+            "(line bigint NOT NULL, payload text NOT NULL, dedup_key text, app_id text)");
+        !s) {
+      return Error{s.error().code, fmt::format("creating the import's temporary table (the role needs TEMPORARY on "
+                                               "the database): {}", s.error().message)};
+    }
+    return Staging(db);
+  }
+  Staging(Staging&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Staging& operator=(Staging&&) = delete;
+  ~Staging() {
+    // Best effort: a connection that broke has lost the table with its session anyway.
+    if (db_) (void)db_->exec_script("DROP TABLE IF EXISTS pg_temp.metrix_import_staging");
+  }
+
+ private:
+  explicit Staging(Connection& db) : db_(&db) {}
+  Connection* db_;
+};
 
 // Writes the checked lines in input order, a transaction per chunk: the state machine of the
 // SQLite import's ChunkWriter (storage/import.cc), with the rows of each batch sent at once.
@@ -47,6 +77,7 @@ class ChunkWriter {
   // Takes the next lines of the input, up to the end or until the import stops; the open
   // chunk's good lines among them are sent in one statement.
   Status write(std::vector<CheckedLine>& lines) {
+    if (auto s = look_again(lines); !s) return s;
     for (CheckedLine& line : lines) {
       if (auto s = take(line); !s) return s;
       if (state_ == State::stopped) break;
@@ -95,6 +126,11 @@ class ChunkWriter {
       if (auto s = db_.exec_script("BEGIN"); !s) return s;
       state_ = State::open;
     }
+    if (line.present) {
+      // Its key is in the outbox (look_again() made sure): skipped, and not judged.
+      ++open_skipped_;
+      return {};
+    }
     if (!line.problem) line.problem = text_rule(line.row.payload, line.row.app_id, line.row.dedup_key);
     if (line.problem) {
       if (line.row.dedup_key && text_prefix(*line.row.dedup_key) == line.row.dedup_key->size()) {
@@ -113,34 +149,39 @@ class ChunkWriter {
     }
     if (state_ == State::open) {
       if (line.row.dedup_key) chunk_keys_.insert(*line.row.dedup_key);
-      payloads_.emplace_back(std::move(line.row.payload));
-      keys_.emplace_back(std::move(line.row.dedup_key));
-      apps_.emplace_back(std::move(line.row.app_id));
+      pending_.field(line.number).field(line.row.payload).field(line.row.dedup_key).field(line.row.app_id).end_row();
+      ++pending_rows_;
     }
     return {};
   }
 
-  // Sends the open chunk's pending rows: one statement, ids in input order; a row whose key
-  // is taken (committed, earlier in the chunk, or earlier in these rows) is not inserted.
+  // Sends the open chunk's pending rows: COPY into the staging table, then one INSERT ... SELECT
+  // in input order (ids follow the lines). Every row sent was judged good here, and none whose
+  // key the checking threads found in the outbox is sent (the server's BEFORE trigger would judge
+  // it although ON CONFLICT then skips it): ON CONFLICT skips only a key that arrived since (a
+  // producer's commit) or came earlier in this input.
   Status flush() {
-    if (payloads_.empty()) return {};
+    if (pending_rows_ == 0) return {};
     assert(state_ == State::open);
-    const auto sent = static_cast<std::int64_t>(payloads_.size());
+    const std::int64_t sent = pending_rows_;
+    auto copied = copy_in(db_, "COPY pg_temp.metrix_import_staging (line, payload, dedup_key, app_id) FROM STDIN",
+                          pending_);
+    pending_.clear();
+    pending_rows_ = 0;
+    if (!copied) return copied.error();
     auto done = db_.exec(
         "INSERT INTO metrix_outbox (payload, dedup_key, app_id) "
-        "SELECT payload, dedup_key, app_id FROM unnest($1::text[], $2::text[], $3::text[]) "
-        "WITH ORDINALITY AS line (payload, dedup_key, app_id, n) ORDER BY n "
-        "ON CONFLICT (dedup_key) DO NOTHING",
-        {array_literal(payloads_), array_literal(keys_), array_literal(apps_)});
-    payloads_.clear();
-    keys_.clear();
-    apps_.clear();
+        "SELECT payload, dedup_key, app_id FROM pg_temp.metrix_import_staging ORDER BY line "
+        "ON CONFLICT (dedup_key) DO NOTHING");
     if (!done) {
       if (done.error().code != Errc::invalid_event) return done.error();
       return Error{Errc::io, fmt::format("the database refused a line this build accepts ({}); its rules are not "
                                          "this metrix-relay's: upgrade one or the other",
                                          done.error().message)};
     }
+    // Emptied in place: after the chunk's first TRUNCATE gave the table a new file, the next
+    // ones in the same transaction truncate that file rather than make another.
+    if (auto s = db_.exec_script("TRUNCATE pg_temp.metrix_import_staging"); !s) return s;
     // Rows inserted: the others' keys were taken. Counted without RETURNING, which would
     // send a row back per line.
     const std::int64_t inserted = done->affected();
@@ -152,9 +193,8 @@ class ChunkWriter {
   // Nothing of this chunk will be written: give its locks back now, and only check the rest
   // of the chunk for more bad lines.
   Status doom() {
-    payloads_.clear();
-    keys_.clear();
-    apps_.clear();
+    pending_.clear();
+    pending_rows_ = 0;
     chunk_keys_.clear();
     state_ = State::doomed;
     open_inserted_ = open_skipped_ = 0;
@@ -185,6 +225,43 @@ class ChunkWriter {
     return {};
   }
 
+  // The checking threads saw these lines' keys in the outbox and did not judge them. A key
+  // gone since (purged meanwhile) makes its line new again: judged here, as SQLite does. One
+  // query for the batch, so a re-run costs two index probes a line on the server and no check.
+  Status look_again(std::vector<CheckedLine>& lines) {
+    std::vector<Param> keys;
+    for (const CheckedLine& line : lines) {
+      if (line.present && !line.problem) keys.emplace_back(*line.row.dedup_key);
+    }
+    if (keys.empty()) return {};
+    auto gone = db_.exec("SELECT k FROM unnest($1::text[]) AS k "
+                         "WHERE (SELECT 1 FROM metrix_outbox WHERE dedup_key = k LIMIT 1) IS NULL",
+                         {array_literal(keys)});
+    if (!gone) return gone.error();
+    if (gone->size() == 0) return {};
+    std::unordered_set<std::string> gone_keys;
+    for (int i = 0; i < gone->size(); ++i) gone_keys.insert(gone->text(i, 0));
+    for (CheckedLine& line : lines) {
+      if (!line.present || line.problem || !gone_keys.contains(*line.row.dedup_key)) continue;
+      line.present = false;
+      auto verdict = judge_here(line.row);
+      if (!verdict) return verdict.error();
+      line.problem = std::move(*verdict);
+    }
+    return {};
+  }
+
+  // The trigger's verdict on a line, on an in-memory outbox of this thread (made when first
+  // needed: most imports never need it).
+  Result<std::optional<std::string>> judge_here(const ImportLine& row) {
+    if (!trigger_) {
+      auto made = TriggerCheck::open();
+      if (!made) return made.error();
+      trigger_.emplace(std::move(*made));
+    }
+    return trigger_->verdict(row);
+  }
+
   Result<bool> already_there(const std::string& dedup_key) {
     if (chunk_keys_.contains(dedup_key)) return true;  // pending, not sent yet
     auto found = db_.exec("SELECT 1 FROM metrix_outbox WHERE dedup_key = $1", {dedup_key});
@@ -208,17 +285,70 @@ class ChunkWriter {
   State state_ = State::between;
   std::int64_t open_inserted_ = 0, open_skipped_ = 0;  // the open chunk's, not yet in report_
   std::unordered_set<std::string> chunk_keys_;         // the open chunk's keys of good lines
-  std::vector<Param> payloads_, keys_, apps_;          // the open chunk's rows not sent yet
+  CopyRows pending_;                                   // the open chunk's rows not sent yet
+  std::int64_t pending_rows_ = 0;
   ImportReport report_;
   std::optional<Database> names_;
+  std::optional<TriggerCheck> trigger_;
 };
+
+// The pool threads' lookups of dedup keys (storage/import_checkers.h): each thread its own
+// connection to the same database with the same settings as `db` (read here, on the caller's
+// thread), and one query per batch of lines.
+KeyLookupMaker key_lookups(const Connection& db) {
+  std::vector<std::pair<std::string, std::string>> settings;
+  if (PQconninfoOption* options = PQconninfo(db.handle())) {
+    for (const PQconninfoOption* o = options; o->keyword; ++o) {
+      if (o->val && *o->val) settings.emplace_back(o->keyword, o->val);
+    }
+    PQconninfoFree(options);
+  }
+  return [settings, name = db.name()]() -> Result<KeyLookup> {
+    std::vector<const char*> keywords, values;
+    for (const auto& [keyword, value] : settings) {
+      keywords.push_back(keyword.c_str());
+      values.push_back(value.c_str());
+    }
+    keywords.push_back(nullptr);
+    values.push_back(nullptr);
+    std::shared_ptr<PGconn> conn(PQconnectdbParams(keywords.data(), values.data(), 0), &PQfinish);
+    if (PQstatus(conn.get()) != CONNECTION_OK) return error_of(conn.get(), nullptr, name);
+    return KeyLookup([conn, name](std::vector<CheckedLine>& lines) -> Status {
+      std::vector<Param> keys;
+      for (const CheckedLine& line : lines) {
+        // A key that is not text cannot be in the outbox (nor be sent as a parameter).
+        if (line.blank || line.problem || !line.row.dedup_key) continue;
+        if (text_prefix(*line.row.dedup_key) != line.row.dedup_key->size()) continue;
+        keys.emplace_back(*line.row.dedup_key);
+      }
+      if (keys.empty()) return {};
+      const std::string array = array_literal(keys);
+      const char* param = array.c_str();
+      PGresult* r = PQexecParams(conn.get(),
+                                 "SELECT k FROM unnest($1::text[]) AS k "
+                                 "WHERE (SELECT 1 FROM metrix_outbox WHERE dedup_key = k LIMIT 1) IS NOT NULL",
+                                 1, nullptr, &param, nullptr, nullptr, 0);
+      Rows present(r);  // owns r
+      if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) return error_of(conn.get(), r, name);
+      if (present.size() == 0) return {};
+      std::unordered_set<std::string> found;
+      for (int i = 0; i < present.size(); ++i) found.insert(present.text(i, 0));
+      for (CheckedLine& line : lines) {
+        if (!line.blank && !line.problem && line.row.dedup_key) line.present = found.contains(*line.row.dedup_key);
+      }
+      return {};
+    });
+  };
+}
 
 }  // namespace
 
 Result<ImportReport> import_ndjson(Connection& db, const LineReader& next_line, const ImportOptions& options,
                                    const std::function<void(const ImportProgress&)>& progress) {
+  auto staging = Staging::create(db);
+  if (!staging) return staging.error();
   ChunkWriter writer(db, options.chunk_lines);
-  CheckPool pool(checker_threads(options), /*target_path=*/"", /*validate=*/true);
+  CheckPool pool(checker_threads(options), /*target_path=*/"", /*validate=*/true, key_lookups(db));
   return run_import(writer, pool, next_line, options, progress);
 }
 

@@ -4,16 +4,26 @@
 // the same report and progress.
 //
 // How it differs from the SQLite import, and why:
-// - Every line is judged by this build's trigger on the checking threads (storage/
-//   import_checkers.h), including lines whose key is already present: the threads have no
-//   snapshot of a PostgreSQL outbox to look keys up in. A re-run costs a check per line.
-// - Only lines the checks accepted are sent, so no statement fails for a bad line (which
-//   would abort the transaction): the rows of a batch go in ONE statement (arrays and
-//   unnest) with ON CONFLICT (dedup_key) DO NOTHING, and a key already present is a row not
-//   inserted and counted as skipped. A bad line with a dedup_key is looked up (one query) to
-//   tell "already there, skipped" from "bad".
+// - Lines are judged by this build's trigger on the checking threads (storage/
+//   import_checkers.h), as on SQLite. Each thread first looks its batch's dedup keys up in the
+//   outbox (one query a batch, on a connection of its own made with `db`'s settings: an import
+//   holds 1 + ImportOptions::validators connections) and leaves the lines whose key is present
+//   unjudged. The writer looks those keys up again (one query a batch) and skips the lines still
+//   present; a line whose key went away meanwhile (purged) is judged there and is new again.
+//   (A key purged between that second look and the insert leaves its line skipped: the event
+//   with that key was in the outbox when the line was read, as on a run a moment earlier.)
+// - Only lines the checks accepted are sent, so no statement fails for a bad line (which would
+//   abort the transaction): a batch's rows go by COPY into a temporary staging table
+//   (pg_temp.metrix_import_staging: the role needs TEMPORARY on the database; dropped when the
+//   import ends), then into the outbox in ONE INSERT ... SELECT in input order with ON CONFLICT
+//   (dedup_key) DO NOTHING. A line whose key was seen present is never sent, so the server's
+//   BEFORE trigger, which runs even for a row ON CONFLICT then skips, judges only rows meant to
+//   be written. A key that arrives meanwhile (a producer's commit) or came earlier in the input
+//   is a row not inserted and counted as skipped. A bad line with a dedup_key is looked up
+//   (one query) to tell "already there, skipped" from "bad".
 // - The server's own rules cannot be switched off (that needs the table's owner and a lock),
-//   so they judge every row again, on the server. If they refuse a row this build accepted
+//   so they judge every row written again, on the server: that is most of the time of an import
+//   of new lines (the server's one backend does it). If they refuse a row this build accepted
 //   (the server's rules are newer), the import fails with Errc::io and nothing of the open
 //   transaction is written; ImportReport::triggers_bypassed is true (the checks ran in
 //   parallel here) and never means the server's rules were off.
