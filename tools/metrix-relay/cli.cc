@@ -65,7 +65,6 @@ Result<pg::Connection> open_pg_outbox(const std::string& uri) {
 namespace {
 
 Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path, const OpenOptions& options) {
-  if (pg::is_uri(path)) return not_on_postgresql(path);
   auto store = open_operator_store(path, options);
   if (!store) return with_remedy(store.error(), path);
   return store;
