@@ -263,3 +263,19 @@ TEST_CASE("requeue on a URI leaves alone a row that changed to sending while req
   CHECK(t.pg.psql("SELECT id || ' ' || status FROM metrix_outbox WHERE id IN (3, 4, 5, 11) ORDER BY id") ==
         "3 sending\n4 pending\n5 pending\n11 pending\n");
 }
+
+TEST_CASE("requeue and purge on a URI never show its password") {
+  PgServer pg;
+  pg.create_database("empty");
+  const std::string uri = "postgresql://metrix:hunter2-secret@127.0.0.1:" + std::to_string(pg.port()) + "/empty";
+  for (std::vector<std::string> args : {std::vector<std::string>{"requeue", "--status", "failed"},
+                                        {"purge", "--older-than", "30d"}, {"purge", "--older-than", "30d", "--dry-run"}}) {
+    args.insert(args.begin() + 1, {"--db", uri});
+    auto r = relay_cli(args);
+    INFO(args[0] << ": " << r.err);
+    CHECK(r.exit_code == 1);  // no outbox there
+    CHECK(r.err.find("metrix:***@127.0.0.1") != std::string::npos);
+    CHECK(r.err.find("hunter2") == std::string::npos);
+    CHECK(r.out.find("hunter2") == std::string::npos);
+  }
+}
