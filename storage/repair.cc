@@ -88,8 +88,6 @@ std::int64_t PurgeCounts::total_rows() const {
   return total;
 }
 
-namespace {
-
 Status check_purge_statuses(const PurgeOptions& options) {
   if (options.statuses.empty()) return Error{Errc::invalid_argument, "statuses: none to purge"};
   for (RowStatus s : options.statuses) {
@@ -102,10 +100,7 @@ Status check_purge_statuses(const PurgeOptions& options) {
   return {};
 }
 
-// The time a row's age is measured from: when it was delivered, else when it was written.
 const char* purge_time_column(RowStatus status) { return status == RowStatus::sent ? "sent_at" : "created_at"; }
-
-}  // namespace
 
 Result<PurgeCounts> purge_preview(Database& db, const PurgeOptions& options) {
   if (auto st = check_purge_statuses(options); !st) return st.error();

@@ -63,6 +63,14 @@ struct PurgeCounts {
   std::int64_t total_rows() const;
 };
 
+// Errc::invalid_argument if the options name no status, or one purge_may_delete() refuses;
+// the check purge_preview() and purge() make, shared with the other backend.
+Status check_purge_statuses(const PurgeOptions& options);
+
+// The column a row's age is measured from: sent_at (when it was delivered) for 'sent',
+// created_at (when it was written) otherwise.
+const char* purge_time_column(RowStatus status);
+
 // What purge() would delete. Errc::invalid_argument if the options name no status, or one
 // purge_may_delete() refuses.
 Result<PurgeCounts> purge_preview(Database& db, const PurgeOptions& options);
@@ -84,6 +92,11 @@ struct SpaceReport {
   std::int64_t free_pages = 0;
   bool incremental_vacuum = false;  // auto_vacuum=INCREMENTAL: free pages were returned to the OS
   bool wal_truncated = false;       // the WAL was checkpointed and truncated
+  // PostgreSQL (pg::PgOperatorStore; the fields above stay 0 and false there, and these on SQLite):
+  bool postgresql = false;
+  bool vacuumed = false;            // both tables vacuumed: the deleted rows' space is reusable by new rows
+  std::int64_t table_bytes = 0;     // metrix_outbox and metrix_outbox_attempt on disk, TOAST included
+  std::int64_t index_bytes = 0;     // their indexes on disk
 };
 
 // With auto_vacuum=INCREMENTAL, returns free pages to the file system a bounded number per

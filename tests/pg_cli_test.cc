@@ -388,12 +388,13 @@ TEST_CASE("a password in the URI appears in no output of enqueue or import") {
   }
 }
 
-TEST_CASE("the reading operator commands on a URI never print the password") {
+TEST_CASE("the operator commands on a URI never print the password") {
   PgServer pg;
   migrated(pg);
   const std::string uri = "postgresql://metrix:hunter2-secret@127.0.0.1:" + std::to_string(pg.port()) + "/postgres";
   for (std::vector<std::string> args : {std::vector<std::string>{"status"}, {"status", "--json"}, {"list"},
-                                        {"show", "1"}, {"report"}}) {
+                                        {"show", "1"}, {"report"},
+                                        {"requeue", "--id", "1"}, {"purge", "--older-than", "30d"}}) {
     args.insert(args.begin() + 1, {"--db", uri});
     auto r = relay_cli(args);
     INFO(args[0] << ": " << r.out << r.err);

@@ -30,6 +30,33 @@ std::string describe_counts(const PurgeCounts& c) {
 
 std::string megabytes(std::int64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
 
+// A PostgreSQL outbox has no pages of its own to report: what VACUUM did, and what the tables
+// take on disk (PostgreSQL keeps its files at their size and reuses the space inside them).
+void print_postgresql(const PurgeCounts& done, const SpaceReport& space, const std::string& older_than,
+                      std::int64_t cutoff, bool json) {
+  if (json) {
+    print_json({{"cutoff", cutoff},
+                {"rows", by_name(done)},
+                {"attempts", done.attempts},
+                {"vacuumed", space.vacuumed},
+                {"table_bytes", space.table_bytes},
+                {"index_bytes", space.index_bytes}});
+    return;
+  }
+  fmt::print("deleted {} older than {} ({})\n", describe_counts(done), older_than, short_time(cutoff));
+  const std::string sizes = fmt::format("the tables take {} and their indexes {}", megabytes(space.table_bytes),
+                                        megabytes(space.index_bytes));
+  if (space.vacuumed) {
+    fmt::print("space: vacuumed: the deleted rows' space is reused by new rows; {} (VACUUM FULL shrinks the "
+               "files, but locks producers and relays out while it runs)\n",
+               sizes);
+  } else {
+    fmt::print("space: not vacuumed (only the tables' owner may VACUUM them): autovacuum makes the deleted rows' "
+               "space reusable; {}\n",
+               sizes);
+  }
+}
+
 }  // namespace
 
 void add_purge(CLI::App& app, int& exit_code) {
@@ -45,6 +72,8 @@ void add_purge(CLI::App& app, int& exit_code) {
       "file. Afterwards the WAL is checkpointed and truncated; if the database was created with\n"
       "PRAGMA auto_vacuum=INCREMENTAL, free pages are also returned to the file system. To shrink any\n"
       "other file, run 'VACUUM' with sqlite3 in a quiet moment: it locks the database while it runs.\n"
+      "On PostgreSQL (--db postgresql://...), the tables are then vacuumed (VACUUM (ANALYZE), which\n"
+      "blocks no writer) if this role owns them: the space is reused by new rows, the files keep their size.\n"
       "Exit codes: 0 ok, 1 the database failed (the chunks deleted so far stay deleted; run it again),\n"
       "2 bad options.\n\n"
       "Examples:\n"
@@ -103,6 +132,10 @@ void add_purge(CLI::App& app, int& exit_code) {
     if (!done) return void(exit_code = fail(done.error()));
     auto space = (*store)->reclaim_space();
     if (!space) return void(exit_code = fail(space.error()));
+    if (space->postgresql) {
+      print_postgresql(*done, *space, a->older_than, options.cutoff, a->json);
+      return void(exit_code = kOk);
+    }
     if (a->json) {
       print_json({{"cutoff", options.cutoff},
                   {"rows", by_name(*done)},
