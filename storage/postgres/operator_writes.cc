@@ -13,61 +13,11 @@
 #include <thread>
 
 #include "storage/postgres/operator_store.h"
+#include "storage/postgres/row_filter.h"
 
 namespace metrix::pg {
 
 namespace {
-
-// storage/row_filter.h's SqlWhere for PostgreSQL: the same terms, with parameters numbered
-// from $first on. Values are parameters, never SQL text.
-class PgWhere {
- public:
-  PgWhere(const RowFilter& f, int first) : next_(first) {
-    if (!f.statuses.empty()) {
-      std::string any;
-      for (RowStatus s : f.statuses) any += (any.empty() ? "" : ", ") + param(std::string(row_status_name(s)));
-      terms_.push_back("status IN (" + any + ")");
-    }
-    if (f.app_id) {
-      terms_.push_back("app_id IS NOT DISTINCT FROM " +
-                       param(*f.app_id == kDefaultAppLabel ? Param() : Param(*f.app_id)) + "::text");
-    }
-    if (f.slug) terms_.push_back("event_slug = " + param(*f.slug));
-    if (f.error) terms_.push_back("strpos(last_error, " + param(*f.error) + ") > 0");
-    if (f.created_since) terms_.push_back("created_at >= " + param(std::to_string(*f.created_since)) + "::bigint");
-    if (f.created_until) terms_.push_back("created_at < " + param(std::to_string(*f.created_until)) + "::bigint");
-    if (!f.ids.empty()) {
-      std::string any;
-      for (const auto& r : f.ids) {
-        any += any.empty() ? "" : " OR ";
-        any += "id BETWEEN " + param(std::to_string(r.first)) + "::bigint AND " + param(std::to_string(r.last)) +
-               "::bigint";
-      }
-      terms_.push_back(any);
-    }
-  }
-
-  // "true" when nothing filters, else the terms joined by AND. The same text may appear twice
-  // in a statement: its parameters are numbered, not positional.
-  std::string sql() const {
-    if (terms_.empty()) return "true";
-    std::string text;
-    for (const auto& t : terms_) text += (text.empty() ? "(" : " AND (") + t + ")";
-    return text;
-  }
-  // Appends the values to `params`, which must hold exactly $1..$(first-1) already.
-  void bind(std::vector<Param>& params) const { params.insert(params.end(), values_.begin(), values_.end()); }
-
- private:
-  std::string param(Param value) {
-    values_.push_back(std::move(value));
-    return "$" + std::to_string(next_++);
-  }
-
-  int next_;
-  std::vector<std::string> terms_;
-  std::vector<Param> values_;
-};
 
 std::string num(std::int64_t v) { return std::to_string(v); }
 
@@ -115,13 +65,13 @@ SELECT (SELECT count(*) FROM batch), (SELECT max(created_at) FROM batch), (SELEC
 Result<std::int64_t> PgOperatorStore::requeue(const RowFilter& filter, bool include_sent, std::int64_t now) {
   auto f = requeue_filter(filter, include_sent);
   if (!f) return f.error();
-  const PgWhere where(*f, 3);
-  const std::string sql = fmt::format(kRequeueChunk, where.sql());
+  const RowWhere where(*f);
+  const std::string sql = fmt::format(kRequeueChunk, where.sql(3));
   std::int64_t changed = 0;
   std::int64_t last = INT64_MIN;
   for (;;) {
     std::vector<Param> params = {num(now), num(last)};
-    where.bind(params);
+    params.insert(params.end(), where.params().begin(), where.params().end());
     auto r = read_committed(db_, sql, params);
     if (!r) return r.error();
     if (r->null(0, 0)) return changed;
