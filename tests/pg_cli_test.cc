@@ -319,6 +319,24 @@ TEST_CASE("an import on a URI stores tabs, backslashes and newlines of payloads 
   CHECK(pg_count(pg) == 3);  // the bare payload, without a key, went in twice
 }
 
+TEST_CASE("an import on a URI looks up non-ASCII dedup keys whatever client encoding the environment asks for") {
+  PgServer pg;
+  auto db = migrated(pg);
+  TempDir dir;
+  std::ofstream(dir.file("in.ndjson")) << R"({"payload":{"metrixUserId":"u","eventSlug":"taqsq","oaid":"o"},)"
+                                       << R"("dedup_key":"سفارش-۱"})" << "\n";
+  // The checking threads' own connections once took PGCLIENTENCODING from the environment and
+  // failed on these UTF-8 bytes ("invalid byte sequence for encoding SJIS").
+  for (int run = 0; run < 2; ++run) {
+    CAPTURE(run);
+    auto r = metrix::test::run({relay_binary(), "import", "--db", db, dir.file("in.ndjson").string()}, {},
+                               {{"PGCLIENTENCODING", "SJIS"}});
+    CHECK_MESSAGE(r.exit_code == 0, r.err);
+    CHECK(r.out.find(run == 0 ? "imported 1 rows, skipped 0" : "imported 0 rows, skipped 1") == 0);
+  }
+  CHECK(pg_count(pg, "SELECT count(*) FROM metrix_outbox WHERE dedup_key = 'سفارش-۱'") == 1);
+}
+
 TEST_CASE("an import on a URI killed in its chunks, then killed again in its re-run, ends with every line once") {
   PgServer pg;
   auto db = migrated(pg);

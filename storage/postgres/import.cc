@@ -292,6 +292,9 @@ class ChunkWriter {
   std::optional<TriggerCheck> trigger_;
 };
 
+// At most this many checking threads, each with its connection (see import_ndjson).
+constexpr int kMaxCheckerThreads = 4;
+
 // The pool threads' lookups of dedup keys (storage/import_checkers.h): each thread its own
 // connection to the same database with the same settings as `db` (read here, on the caller's
 // thread), and one query per batch of lines.
@@ -303,6 +306,9 @@ KeyLookupMaker key_lookups(const Connection& db) {
     }
     PQconninfoFree(options);
   }
+  // As Connection::open sets it: the keys are UTF-8, whatever PGCLIENTENCODING says.
+  std::erase_if(settings, [](const auto& s) { return s.first == "client_encoding"; });
+  settings.emplace_back("client_encoding", "UTF8");
   return [settings, name = db.name()]() -> Result<KeyLookup> {
     std::vector<const char*> keywords, values;
     for (const auto& [keyword, value] : settings) {
@@ -348,8 +354,13 @@ Result<ImportReport> import_ndjson(Connection& db, const LineReader& next_line, 
   auto staging = Staging::create(db);
   if (!staging) return staging.error();
   ChunkWriter writer(db, options.chunk_lines);
-  CheckPool pool(checker_threads(options), /*target_path=*/"", /*validate=*/true, key_lookups(db));
-  return run_import(writer, pool, next_line, options, progress);
+  // Each checking thread holds a connection of its own. More than a few gain nothing here (the
+  // server's one backend judging every new row is the import's pace) and would take
+  // connections a busy server's relays and producers need.
+  ImportOptions capped = options;
+  capped.validators = std::min(checker_threads(options), kMaxCheckerThreads);
+  CheckPool pool(capped.validators, /*target_path=*/"", /*validate=*/true, key_lookups(db));
+  return run_import(writer, pool, next_line, capped, progress);
 }
 
 }  // namespace metrix::pg
