@@ -21,7 +21,7 @@ Result<std::vector<Heartbeat>> read_heartbeats(Database& db) {
   auto beats = db.prepare(
       "SELECT relay_id, host, pid, started_at, beat_at, interval_ms, sent, last_sent_at, coalesce(windows, '') "
       "FROM metrix_relay_heartbeat "
-      "ORDER BY beat_at DESC");
+      "ORDER BY beat_at DESC, relay_id");
   if (!beats) return beats.error();
   std::vector<Heartbeat> heartbeats;
   auto st = for_each_row(*beats, [&](const Statement& r) {

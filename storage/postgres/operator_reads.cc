@@ -75,8 +75,8 @@ Result<OutboxRow> read_row(const Rows& rows, int i) {
   return r;
 }
 
-// The pauses in the order they began (SQLite lists them in insertion order, and a pause's
-// row is inserted when it begins), and every heartbeat, the newest beat first.
+// The pauses in the order they began, and every heartbeat, the newest beat first: ties by
+// app and relay id in binary order, as the SQLite reads order them.
 Status read_pauses_and_relays(Connection& db, StatusSnapshot& snap) {
   auto pauses = db.exec(
       "SELECT app_id, reason, since, next_probe_at, interval_ms FROM metrix_app_pause "
