@@ -24,7 +24,6 @@ class CopyRows {
   CopyRows& field(std::int64_t value);
   void end_row();
 
-  bool empty() const { return text_.empty(); }
   const std::string& text() const { return text_; }
   void clear() { text_.clear(); }
 

@@ -49,12 +49,6 @@ Result<Database> open_outbox(const std::string& path, const OpenOptions& options
   return db;
 }
 
-Error not_on_postgresql(const std::string& uri) {
-  return Error{Errc::invalid_argument,
-               fmt::format("{}: this command reads SQLite outboxes only in this version; on PostgreSQL, use SQL "
-                           "(README \"Audit SQL\" and \"Choosing a backend\")", pg::redact(uri))};
-}
-
 Result<pg::Connection> open_pg_outbox(const std::string& uri) {
   auto db = pg::Connection::open(uri);
   if (!db) return db.error();

@@ -36,8 +36,6 @@ CLI::Validator whole_number(long long min);
 Result<Database> open_outbox(const std::string& path, const OpenOptions& options = {});
 // The same, on PostgreSQL (`uri` is a postgresql:// URI; messages name it redacted).
 Result<pg::Connection> open_pg_outbox(const std::string& uri);
-// Why a command that reads SQLite only refuses a PostgreSQL URI (exit code 2).
-Error not_on_postgresql(const std::string& uri);
 // The same outbox as the operator commands see it.
 Result<std::unique_ptr<OperatorStore>> open_store(const std::string& path);
 // For commands that only read: works on a file this process cannot write.
