@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
-#include <regex>
+#include <cctype>
 
 #include "storage/postgres/connection.h"
 #include "tests/operator_fixture.h"
@@ -109,9 +109,22 @@ struct Twins {
   std::string pg_state() const { return pg.psql(rows_sql(since)) + pg.psql(kAttemptsSql); }
 };
 
-// The cutoff's time in purge's output is each run's own clock: the same text without it.
-std::string without_cutoff(const std::string& text) {
-  return std::regex_replace(text, std::regex(R"(\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\))"), "(cutoff)");
+// The cutoff's time in purge's output is each run's own clock: the same text without it, every
+// "(YYYY-MM-DDTHH:MM:SSZ)" made "(cutoff)". (Not std::regex: GCC 12 warns inside it under the
+// sanitizers.)
+std::string without_cutoff(std::string text) {
+  const std::string shape = "(dddd-dd-ddTdd:dd:ddZ)";
+  auto fits = [&](size_t at) {
+    for (size_t i = 0; i < shape.size(); ++i) {
+      const char c = text[at + i];
+      if (shape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(c)) : c != shape[i]) return false;
+    }
+    return true;
+  };
+  for (size_t at = 0; at + shape.size() <= text.size(); ++at) {
+    if (fits(at)) text.replace(at, shape.size(), "(cutoff)");
+  }
+  return text;
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n') + 1); }
