@@ -236,8 +236,7 @@ class Inspection {
     if (!sessions) return sessions.error();
     auto hidden = db_.exec(
         "SELECT count(*), current_user FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-        "AND datname = current_database() AND backend_type = 'client backend' "
-        "AND query = '<insufficient privilege>'");
+        "AND datname = current_database() AND query = '<insufficient privilege>'");
     if (!hidden) return hidden.error();
     auto prepared = db_.exec(
         "SELECT gid, owner, (extract(epoch FROM clock_timestamp() - prepared) * 1000)::bigint FROM pg_prepared_xacts "
