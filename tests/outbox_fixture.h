@@ -84,6 +84,15 @@ inline std::vector<std::string> relay_args(const std::string& db, const std::str
 
 inline std::map<std::string, std::string> relay_env() { return {{"METRIX_DEV_KEY", kDevKey}}; }
 
+// The admin listener's URL of a relay started with --admin-listen 127.0.0.1:0, from its log line.
+inline std::string admin_url(Process& relay) {
+  const std::string needle = "admin listener on http://";
+  REQUIRE_MESSAGE(relay.wait_for_err(needle, std::chrono::seconds(30)), relay.err());
+  const std::string err = relay.err();
+  const size_t at = err.find(needle) + needle.size() - 7;  // from "http://"
+  return err.substr(at, err.find('/', at + 7) - at);
+}
+
 // fake-metrix knowing app1 with kDevKey, and `extra` flags.
 inline std::vector<std::string> fake_args(const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args = {"--app", "app1"};

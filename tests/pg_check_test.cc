@@ -235,11 +235,7 @@ TEST_CASE("a relay on PostgreSQL reports its database down while the server is s
   make_pg_outbox(pg, 5);
   auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
   auto relay = Process::start(relay_args(pg.uri(), fake.url(), {"--admin-listen", "127.0.0.1:0"}), relay_env());
-  const std::string needle = "admin listener on http://";
-  REQUIRE_MESSAGE(relay.wait_for_err(needle, 30s), relay.err());
-  const std::string err = relay.err();
-  const size_t at = err.find(needle) + needle.size() - 7;
-  const std::string url = err.substr(at, err.find('/', at + 7) - at);
+  const std::string url = admin_url(relay);
   HttpClient http;
   CHECK(wait_for_database_up(http, url, 1, 30s));
   pg.stop();

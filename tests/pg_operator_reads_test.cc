@@ -184,11 +184,7 @@ TEST_CASE("a relay's admin listener on PostgreSQL serves the backlog gauges and 
   make_pg_outbox(pg, 20);
   auto fake = FakeMetrix::start(dir, fake_args(), fake_env());
   auto relay = Process::start(relay_args(pg.uri(), fake.url(), {"--admin-listen", "127.0.0.1:0"}), relay_env());
-  const std::string needle = "admin listener on http://";
-  REQUIRE_MESSAGE(relay.wait_for_err(needle, 30s), relay.err());
-  const std::string err = relay.err();
-  const size_t at = err.find(needle) + needle.size() - 7;
-  const std::string url = err.substr(at, err.find('/', at + 7) - at);
+  const std::string url = admin_url(relay);
   REQUIRE(fake.wait_for_accepted(20, 30s));
   HttpClient http;
   auto ready = http.get(url + "/readyz");

@@ -20,15 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The admin listener's URL, from the relay's log line (it listens on a free port: :0).
-std::string admin_url(Process& relay) {
-  const std::string needle = "admin listener on http://";
-  REQUIRE_MESSAGE(relay.wait_for_err(needle, 30s), relay.err());
-  const std::string err = relay.err();
-  const size_t at = err.find(needle) + needle.size() - 7;  // from "http://"
-  return err.substr(at, err.find('/', at + 7) - at);
-}
-
 // Sample values of /metrics: "name{labels}" -> value.
 std::map<std::string, double> samples(const std::string& text) {
   std::map<std::string, double> out;
