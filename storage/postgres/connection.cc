@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <utility>
 
 namespace metrix::pg {
 
@@ -179,6 +180,20 @@ std::string array_literal(const std::vector<Param>& values) {
   }
   out.push_back('}');
   return out;
+}
+
+Result<Transaction> Transaction::begin(Connection& db, std::string_view sql) {
+  if (auto s = db.exec_script(sql); !s) return s.error();
+  return Transaction(db);
+}
+
+Transaction::~Transaction() {
+  if (db_) (void)db_->exec_script("ROLLBACK");
+}
+
+Status Transaction::commit() {
+  Connection* db = std::exchange(db_, nullptr);
+  return db->exec_script("COMMIT");
 }
 
 }  // namespace metrix::pg

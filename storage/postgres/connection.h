@@ -87,6 +87,23 @@ class Connection {
   std::string name_;
 };
 
+// A transaction on a Connection: begun by begin() with `sql` ("BEGIN", or one naming an
+// isolation level), rolled back by the destructor unless commit() succeeded, so that every
+// return before the commit leaves nothing half done (a lost connection has nothing to roll back).
+class Transaction {
+ public:
+  static Result<Transaction> begin(Connection& db, std::string_view sql = "BEGIN");
+  Transaction(Transaction&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
+  Transaction& operator=(Transaction&&) = delete;
+  ~Transaction();
+
+  Status commit();
+
+ private:
+  explicit Transaction(Connection& db) : db_(&db) {}
+  Connection* db_;  // null once committed or moved from
+};
+
 // The error of a failed statement `result` (or of the connection when `result` is null),
 // mapped as described above. Exposed for the producer API, which runs on the caller's PGconn.
 Error error_of(PGconn* conn, const PGresult* result, std::string_view database);

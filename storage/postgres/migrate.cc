@@ -35,15 +35,9 @@ Result<int> verify_applied(Connection& db) {
 }  // namespace
 
 Result<MigrateReport> migrate(Connection& db) {
-  if (auto s = db.exec_script("BEGIN"); !s) return s.error();
-  // Any return before COMMIT rolls the whole run back.
-  struct Rollback {
-    Connection& db;
-    bool done = false;
-    ~Rollback() {
-      if (!done) (void)db.exec_script("ROLLBACK");
-    }
-  } rollback{db};
+  // Any return before the commit rolls the whole run back.
+  auto tx = Transaction::begin(db);
+  if (!tx) return tx.error();
   if (auto s = db.exec(kMigrateLock); !s) return s.error();
   auto from = verify_applied(db);
   if (!from) return from.error();
@@ -63,8 +57,7 @@ Result<MigrateReport> migrate(Connection& db) {
     if (!s) return s.error();
     report.to_version = m.version;
   }
-  if (auto s = db.exec_script("COMMIT"); !s) return s.error();
-  rollback.done = true;
+  if (auto s = tx->commit(); !s) return s.error();
   return report;
 }
 

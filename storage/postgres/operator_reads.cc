@@ -18,29 +18,16 @@ namespace metrix::pg {
 
 namespace {
 
-// A REPEATABLE READ, READ ONLY transaction: every statement until the destructor sees one
-// snapshot, and takes no lock a producer or relay could wait for.
-class Snapshot {
- public:
-  static Result<Snapshot> begin(Connection& db) {
-    // The admin listener keeps its store for the relay's lifetime: a server restart in between
-    // costs one reconnect here, not a relay restart.
-    if (!db.alive()) {
-      if (auto s = db.reconnect(); !s) return s.error();
-    }
-    if (auto s = db.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); !s) return s.error();
-    return Snapshot(db);
+// A REPEATABLE READ, READ ONLY transaction: every statement until it ends sees one snapshot,
+// and takes no lock a producer or relay could wait for. Nothing is committed: it is rolled back.
+Result<Transaction> snapshot(Connection& db) {
+  // The admin listener keeps its store for the relay's lifetime: a server restart in between
+  // costs one reconnect here, not a relay restart.
+  if (!db.alive()) {
+    if (auto s = db.reconnect(); !s) return s.error();
   }
-  Snapshot(Snapshot&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
-  Snapshot& operator=(Snapshot&&) = delete;
-  ~Snapshot() {
-    if (db_) (void)db_->exec_script("ROLLBACK");  // read only: nothing to keep
-  }
-
- private:
-  explicit Snapshot(Connection& db) : db_(&db) {}
-  Connection* db_;
-};
+  return Transaction::begin(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+}
 
 std::string number(std::int64_t n) { return std::to_string(n); }
 
@@ -117,8 +104,8 @@ Result<StatusSnapshot> PgOperatorStore::read_status(std::int64_t now) {
   StatusSnapshot snap;
   snap.now = now;
   snap.counts = zero_counts();
-  auto snapshot = Snapshot::begin(db_);
-  if (!snapshot) return snapshot.error();
+  auto tx = snapshot(db_);
+  if (!tx) return tx.error();
 
   auto counts = db_.exec(
       "SELECT app_id, status, count(*), "
@@ -171,8 +158,8 @@ Result<StatusSnapshot> PgOperatorStore::read_health(std::int64_t now, const Heal
   StatusSnapshot snap;
   snap.now = now;
   snap.counts = zero_counts();
-  auto snapshot = Snapshot::begin(db_);
-  if (!snapshot) return snapshot.error();
+  auto tx = snapshot(db_);
+  if (!tx) return tx.error();
   // Unfinished rows only: the statements imply metrix_outbox_due's predicate.
   auto unfinished = db_.exec(
       "SELECT count(*), count(*) FILTER (WHERE next_attempt_at <= $1), min(id) FROM metrix_outbox "
@@ -220,8 +207,8 @@ Result<StatusSnapshot> PgOperatorStore::read_health(std::int64_t now, const Heal
 }
 
 Result<Backlog> PgOperatorStore::read_backlog(std::int64_t now) {
-  auto snapshot = Snapshot::begin(db_);
-  if (!snapshot) return snapshot.error();
+  auto tx = snapshot(db_);
+  if (!tx) return tx.error();
   std::map<std::optional<std::string>, AppBacklog> apps;
   auto app_entry = [&](const std::optional<std::string>& app) -> AppBacklog& {
     auto [it, added] = apps.try_emplace(app);
@@ -281,8 +268,8 @@ Result<std::int64_t> PgOperatorStore::count_rows(const RowFilter& filter) {
 }
 
 Result<RowHistory> PgOperatorStore::row_history(std::int64_t id) {
-  auto snapshot = Snapshot::begin(db_);
-  if (!snapshot) return snapshot.error();
+  auto tx = snapshot(db_);
+  if (!tx) return tx.error();
   auto r = db_.exec(fmt::format("SELECT {} FROM metrix_outbox WHERE id = $1", kRowColumns), {number(id)});
   if (!r) return r.error();
   if (r->size() == 0) return Error{Errc::not_found, fmt::format("no row {} in metrix_outbox", id)};
@@ -319,8 +306,8 @@ Result<std::vector<ReportRow>> PgOperatorStore::sent_report(const ReportOptions&
       "GROUP BY day, app_id, event_slug, currency "
       "ORDER BY day, app_id COLLATE \"C\" NULLS FIRST, event_slug COLLATE \"C\", currency COLLATE \"C\" NULLS FIRST",
       time);
-  auto snapshot = Snapshot::begin(db_);
-  if (!snapshot) return snapshot.error();
+  auto tx = snapshot(db_);
+  if (!tx) return tx.error();
   auto r = db_.exec(sql, {number(options.since.value_or(INT64_MIN)), number(options.until.value_or(INT64_MAX))});
   if (!r) return r.error();
   std::optional<Database> sums;

@@ -24,13 +24,11 @@ std::string num(std::int64_t v) { return std::to_string(v); }
 
 // One statement as its own READ COMMITTED transaction.
 Result<Rows> read_committed(Connection& db, const std::string& sql, const std::vector<Param>& params) {
-  if (auto b = db.exec("BEGIN ISOLATION LEVEL READ COMMITTED"); !b) return b.error();
+  auto tx = Transaction::begin(db, "BEGIN ISOLATION LEVEL READ COMMITTED");
+  if (!tx) return tx.error();
   auto rows = db.exec(sql, params);
-  if (!rows) {
-    (void)db.exec("ROLLBACK");  // a lost connection has nothing left to roll back
-    return rows.error();
-  }
-  if (auto c = db.exec("COMMIT"); !c) return c.error();
+  if (!rows) return rows.error();
+  if (auto c = tx->commit(); !c) return c.error();
   return rows;
 }
 
