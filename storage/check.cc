@@ -134,10 +134,10 @@ Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now) {
         // A lease that expired with no answer, like one a relay finds when it claims the row:
         // it counts towards the row's poison limit.
         "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = ?1, lease_expiries = lease_expiries + 1, "
-        " last_error = 'lease expired: released by a repair (may have reached Metrix)' "
-        "WHERE status = 'sending' AND next_attempt_at < ?1");
+        " last_error = ?2 WHERE status = 'sending' AND next_attempt_at < ?1");
     if (!release) return release.error();
     release->bind(1, now);
+    release->bind(2, std::string_view(kLeaseReleasedByRepair));
     if (auto s = release->run(); !s) return s.error();
     report->released_leases = sqlite3_changes(db->handle());
     auto removed = remove_stale_heartbeats(*db, now);

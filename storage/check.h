@@ -47,9 +47,12 @@ struct CheckReport {
 // read-only and writes nothing.
 Result<CheckReport> check_outbox(const std::string& path, bool quick, std::int64_t now_ms);
 
+// The last_error of a row whose expired lease a repair released, on either backend.
+inline constexpr const char* kLeaseReleasedByRepair = "lease expired: released by a repair (may have reached Metrix)";
+
 // What can be repaired safely, when integrity and schema are fine: rows with expired leases go
 // back to 'pending' (a relay would claim them again anyway; at least once) with last_error
-// "lease expired: released by a repair (may have reached Metrix)", stale heartbeats are
+// kLeaseReleasedByRepair, stale heartbeats are
 // removed (never one of a relay that is alive), and the WAL is checkpointed and truncated.
 // Leases and heartbeats change in one transaction. A damaged database is not touched: the
 // report comes back with repaired false.

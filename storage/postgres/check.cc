@@ -329,21 +329,14 @@ Result<CheckReport> repair_outbox(const std::string& uri, std::int64_t now_ms, c
     if (f.level == Level::error) return report;  // the schema or its rules are not as made: touch nothing
   }
   const std::string at = std::to_string(inspection.judged_at());
-  if (auto s = db->exec_script("BEGIN"); !s) return s.error();
-  struct Rollback {
-    Connection& db;
-    bool done = false;
-    ~Rollback() {
-      if (!done) (void)db.exec_script("ROLLBACK");
-    }
-  } rollback{*db};
+  auto tx = Transaction::begin(*db);
+  if (!tx) return tx.error();
   // A lease that expired with no answer, like one a relay finds when it claims the row: it
   // counts towards the row's poison limit.
   auto released = db->exec(
       "UPDATE metrix_outbox SET status = 'pending', next_attempt_at = $1::bigint, lease_expiries = lease_expiries + 1, "
-      " last_error = 'lease expired: released by a repair (may have reached Metrix)' "
-      "WHERE status = 'sending' AND next_attempt_at < $1::bigint",
-      {at});
+      " last_error = $2 WHERE status = 'sending' AND next_attempt_at < $1::bigint",
+      {at, std::string(kLeaseReleasedByRepair)});
   if (!released) return released.error();
   report->released_leases = released->affected();
   auto beats = Inspection::read_heartbeats(*db, true);
@@ -355,8 +348,7 @@ Result<CheckReport> repair_outbox(const std::string& uri, std::int64_t now_ms, c
     if (!removed) return removed.error();
     report->removed_heartbeats += removed->affected();
   }
-  if (auto s = db->exec_script("COMMIT"); !s) return s.error();
-  rollback.done = true;
+  if (auto s = tx->commit(); !s) return s.error();
   report->repaired = true;
   return report;
 }
