@@ -38,6 +38,28 @@ class PgError(Exception):
     pass
 
 
+def pgbench_commit_times(logdir):
+    """Commit times (ms) of the transactions pgbench -R ... -l logged into `logdir`, and their
+    p50, p99 and max; None when it logged none. A log line is: client transaction time(us)
+    script epoch us schedule_lag(us); with -R the time counts from the scheduled start, so the
+    commit's own time is time - lag."""
+    latencies = []
+    for path in glob.glob(os.path.join(logdir, "tx*")):
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 7 and fields[2].isdigit():
+                    latencies.append((int(fields[2]) - int(fields[6])) / 1000)
+    if not latencies:
+        return None
+    latencies.sort()
+
+    def q(p):
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
+
+    return {"transactions": len(latencies), "p50_ms": q(0.50), "p99_ms": q(0.99), "max_ms": round(latencies[-1], 3)}
+
+
 class PgCluster:
     """initdb + pg_ctl start in `directory`; stop() shuts it down (the data stays for the logs)."""
 
@@ -288,24 +310,10 @@ class PgPhases:
         child.wait(seconds + 120)
         if child.returncode != 0:
             raise self.PhaseError(f"pgbench exited {child.returncode}: {child.output()[-400:]}")
-        latencies = []
-        for path in glob.glob(os.path.join(logdir, "tx*")):
-            with open(path) as f:
-                for line in f:
-                    fields = line.split()
-                    # client transaction time(us) script epoch us schedule_lag(us): with -R the
-                    # time counts from the scheduled start; the commit's own time is time - lag
-                    if len(fields) >= 7 and fields[2].isdigit():
-                        latencies.append((int(fields[2]) - int(fields[6])) / 1000)
-        if not latencies:
+        times = pgbench_commit_times(logdir)
+        if times is None:
             raise self.PhaseError(f"pgbench logged no transactions ({logdir})")
-        latencies.sort()
-
-        def q(p):
-            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
-
-        return {"transactions": len(latencies), "rate": PG_MIXED_RATE, "p50_ms": q(0.50), "p99_ms": q(0.99),
-                "max_ms": round(latencies[-1], 3)}
+        return {**times, "rate": PG_MIXED_RATE}
 
     def phase_pg_mixed(self, app_id, concurrency):
         seconds = self.bench.size["mixed_s"]

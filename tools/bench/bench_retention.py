@@ -17,7 +17,6 @@ metrix-relay and fake-metrix.
 """
 
 import argparse
-import glob
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_pg import PgCluster, PgError, bindir  # noqa: E402
+from bench_pg import PgCluster, PgError, bindir, pgbench_commit_times  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APP_ID = "app1"
@@ -159,22 +158,10 @@ class Retention:
         os.makedirs(logdir, exist_ok=True)
         self.run([os.path.join(bindir(), "pgbench"), "-n", "-c", "1", "-R", str(PRODUCER_RATE), "-T", str(seconds),
                   "-f", script, "-l", "--log-prefix", os.path.join(logdir, "tx"), uri], name, timeout=seconds + 120)
-        latencies = []
-        for path in glob.glob(os.path.join(logdir, "tx*")):
-            with open(path) as f:
-                for line in f:
-                    fields = line.split()
-                    # time(us) counts from the scheduled start with -R; minus the lag: the commit's own
-                    if len(fields) >= 7 and fields[2].isdigit():
-                        latencies.append((int(fields[2]) - int(fields[6])) / 1000)
-        if not latencies:
+        times = pgbench_commit_times(logdir)
+        if times is None:
             raise BenchError(f"pgbench logged no transactions ({logdir})")
-        latencies.sort()
-
-        def q(p):
-            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
-
-        return {"transactions": len(latencies), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": round(latencies[-1], 3)}
+        return times
 
     def producer_beside_purge(self, uri, database, seconds):
         """pgbench alone, then beside `metrix-relay purge` of the N sent rows (and their attempts)
