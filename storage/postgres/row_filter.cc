@@ -62,8 +62,12 @@ std::string RowWhere::sql(int first_param) const {
   for (const auto& t : terms_) {
     text += text.empty() ? "(" : " AND (";
     for (char c : t) {
-      if (c == '?') text += "$" + std::to_string(n++);
-      else text += c;
+      if (c != '?') {
+        text += c;
+        continue;
+      }
+      text += '$';
+      text += std::to_string(n++);
     }
     text += ")";
   }
