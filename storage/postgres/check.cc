@@ -234,9 +234,12 @@ class Inspection {
         "  OR datid = 0) AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND xact_start IS NOT NULL "
         "ORDER BY xact_start");
     if (!sessions) return sessions.error();
+    // Sessions of other roles whose columns this role may not read. Autovacuum workers are hidden
+    // as well but have no role (usesysid is NULL), and a vacuum never holds back the horizon.
     auto hidden = db_.exec(
-        "SELECT count(*), current_user FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-        "AND datname = current_database() AND query = '<insufficient privilege>'");
+        "SELECT count(*), current_user, quote_ident(current_user) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND datname = current_database() AND usesysid IS NOT NULL "
+        "AND query = '<insufficient privilege>'");
     if (!hidden) return hidden.error();
     auto prepared = db_.exec(
         "SELECT gid, owner, (extract(epoch FROM clock_timestamp() - prepared) * 1000)::bigint FROM pg_prepared_xacts "
@@ -286,9 +289,10 @@ class Inspection {
     }
     const std::int64_t invisible = hidden->int64(0, 0);
     if (invisible > 0) {
-      problems.push_back(fmt::format("role {} cannot see {} sessions of other roles, so cannot tell whether they hold "
-                                     "back vacuum; GRANT pg_read_all_stats TO {} (or check as a superuser)",
-                                     hidden->text(0, 1), invisible, hidden->text(0, 1)));
+      problems.push_back(fmt::format("role {} cannot see {} {} of other roles, so cannot tell whether {} back "
+                                     "vacuum; GRANT pg_read_all_stats TO {} (or check as a superuser)",
+                                     hidden->text(0, 1), invisible, invisible == 1 ? "session" : "sessions",
+                                     invisible == 1 ? "it holds" : "they hold", hidden->text(0, 2)));
     }
     std::string message;
     for (const auto& p : problems) message += (message.empty() ? "" : "; ") + p;
