@@ -17,25 +17,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Both {
-  RunResult sqlite, pg;
-};
-
-// `args` with --db <the outbox> after the command's name, on both backends.
-Both run_both(const SameRows& rows, std::vector<std::string> args) {
-  auto with_db = [&](const std::string& db) {
-    auto a = args;
-    a.insert(a.begin() + 1, {"--db", db});
-    return relay_cli(a);
-  };
-  return {with_db(rows.sqlite()), with_db(rows.uri())};
-}
-
 void check_same(const SameRows& rows, const std::vector<std::string>& args, int exit_code = 0) {
   std::string command;
   for (const auto& a : args) command += a + " ";
   INFO(command);
-  auto r = run_both(rows, args);
+  auto r = rows.run(args);
   CHECK_MESSAGE(r.sqlite.exit_code == exit_code, r.sqlite.err);
   CHECK(r.pg.exit_code == r.sqlite.exit_code);
   CHECK(r.pg.out == r.sqlite.out);
@@ -50,7 +36,7 @@ std::string status_body(const RunResult& r) { return r.out.substr(r.out.find('\n
 
 TEST_CASE("status on PostgreSQL prints what it prints on SQLite for the same rows, text, JSON and --check") {
   SameRows rows;
-  auto text = run_both(rows, {"status"});
+  auto text = rows.run({"status"});
   REQUIRE_MESSAGE(text.sqlite.exit_code == 0, text.sqlite.err);
   CHECK_MESSAGE(text.pg.exit_code == 0, text.pg.err);
   CHECK(text.sqlite.out.starts_with("outbox " + rows.sqlite() + " at "));
@@ -74,12 +60,12 @@ TEST_CASE("status on PostgreSQL prints what it prints on SQLite for the same row
     if (j["oldest_due"].is_object()) j["oldest_due"].erase("waiting_ms");
     return j;
   };
-  auto json = run_both(rows, {"status", "--json"});
+  auto json = rows.run({"status", "--json"});
   REQUIRE_MESSAGE(json.sqlite.exit_code == 0, json.sqlite.err);
   REQUIRE_MESSAGE(json.pg.exit_code == 0, json.pg.err);
   auto from_sqlite = strip(json.sqlite);
   CHECK(strip(json.pg) == from_sqlite);
-  auto check_json = run_both(rows, {"status", "--check", "--json"});
+  auto check_json = rows.run({"status", "--check", "--json"});
   CHECK(check_json.sqlite.exit_code == 1);
   CHECK(check_json.pg.exit_code == 1);
   CHECK(strip(check_json.pg) == strip(check_json.sqlite));
@@ -134,11 +120,11 @@ TEST_CASE("list on PostgreSQL prints the rows SQLite prints for every filter, as
     }
   }
   // One of them read back: the byte order of app names, the filter on NULL apps, the gap.
-  auto r = run_both(rows, {"list", "--app-id", "(default)", "--json"});
+  auto r = rows.run({"list", "--app-id", "(default)", "--json"});
   std::vector<std::int64_t> ids;
   for (const auto& row : json_of(r.pg)) ids.push_back(row["id"].get<std::int64_t>());
   CHECK(ids == std::vector<std::int64_t>{1, 2, 3, 4, 12, 13, 16, 19});
-  auto limited = run_both(rows, {"list", "--limit", "4"});
+  auto limited = rows.run({"list", "--limit", "4"});
   CHECK(limited.pg.err.find("showing the first 4 of 19 matching rows") != std::string::npos);
   check_same(rows, {"list", "--status", "nonsense"}, 2);
 }
@@ -149,7 +135,7 @@ TEST_CASE("show on PostgreSQL prints a row and its attempts as on SQLite, and th
     check_same(rows, {"show", id});
     check_same(rows, {"show", id, "--json"});
   }
-  auto r = run_both(rows, {"show", "17"});
+  auto r = rows.run({"show", "17"});
   CHECK(r.pg.exit_code == 1);
   CHECK(r.pg.err == "metrix-relay: no row 17 in metrix_outbox\n");
   CHECK(r.pg.err == r.sqlite.err);
@@ -170,10 +156,10 @@ TEST_CASE("report on PostgreSQL sums revenue exactly as SQLite prints it, by eve
   }
   // SQLite's sums, as SQLite prints them: integers stay integers, a real sum keeps its ".0",
   // 0.1 + 0.2 is 0.3 and 1.10 + 2.2 is 3.3.
-  auto r = run_both(rows, {"report", "--csv"});
+  auto r = rows.run({"report", "--csv"});
   CHECK(r.pg.out.find(",purchase,4,350,3.3,") != std::string::npos);  // IRR 100 + 250, USD 1.10 + 2.2
   CHECK(r.pg.out.find(",alpha,purchase,3,,,100.3") != std::string::npos);  // EUR 1e2 + 0.1 + 0.2
-  auto first_day = run_both(rows, {"report", "--json", "--until", metrix::utc_time(rows.ago(299))});
+  auto first_day = rows.run({"report", "--json", "--until", metrix::utc_time(rows.ago(299))});
   CHECK(json_of(first_day.pg)["rows"][1]["revenue"]["EUR"] == 100.3);
   CHECK(first_day.pg.out.find("\"EUR\": 100.3") != std::string::npos);
 }

@@ -11,6 +11,7 @@
 #include "storage/postgres/connection.h"
 #include "tests/operator_fixture.h"
 #include "tests/pg_outbox_fixture.h"
+#include "tests/same_rows_fixture.h"
 
 using namespace metrix;
 using namespace metrix::test;
@@ -87,26 +88,15 @@ std::string sqlite_lines(const std::string& path, const std::string& sql) {
 }
 
 // Two outboxes holding kRows: an SQLite file and a PostgreSQL database.
-struct Twins {
-  TempDir dir;
-  PgServer pg;
-  std::int64_t since = 0;
-
-  Twins() {
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch()).count();
-    since = now;
-    make_outbox(dir.db(), 0);
-    exec(dir.db(), fixture_sql(now));
-    make_pg_outbox(pg, 0);
-    pg.psql(fixture_sql(now));
+struct Twins : SameRows {
+  Twins() : SameRows([](std::int64_t now) { return std::vector<std::string>{fixture_sql(now)}; }) {
     REQUIRE(sqlite_state() == pg_state());
     REQUIRE(sqlite_state().find("attempts 27") != std::string::npos);
   }
   std::string sqlite_state() const {
-    return sqlite_lines(dir.db(), rows_sql(since)) + sqlite_lines(dir.db(), kAttemptsSql);
+    return sqlite_lines(sqlite(), rows_sql(now())) + sqlite_lines(sqlite(), kAttemptsSql);
   }
-  std::string pg_state() const { return pg.psql(rows_sql(since)) + pg.psql(kAttemptsSql); }
+  std::string pg_state() const { return pg().psql(rows_sql(now())) + pg().psql(kAttemptsSql); }
 };
 
 // The cutoff's time in purge's output is each run's own clock: the same text without it, every
@@ -134,13 +124,9 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 void same_on_both(Twins& t, std::vector<std::string> args, int exit_code,
                   const std::function<std::string(const std::string&)>& compare_out = nullptr) {
   CAPTURE(args);
-  auto on = [&](const std::string& db) {
-    auto argv = args;
-    argv.insert(argv.begin() + 1, {"--db", db});
-    return relay_cli(argv);
-  };
-  auto lite = on(t.dir.db());
-  auto pg = on(t.pg.uri());
+  const auto both = t.run(args);
+  const RunResult& lite = both.sqlite;
+  const RunResult& pg = both.pg;
   CHECK_MESSAGE(lite.exit_code == exit_code, lite.err);
   CHECK_MESSAGE(pg.exit_code == exit_code, pg.err);
   if (compare_out) CHECK(compare_out(pg.out) == compare_out(lite.out));
@@ -163,7 +149,7 @@ TEST_CASE("requeue on a URI changes the rows SQLite changes, with the same outpu
   same_on_both(t, {"requeue", "--status", "sending", "--include-sent"}, 2);
   same_on_both(t, {"requeue"}, 2);
   same_on_both(t, {"requeue", "--include-sent", "1-1000"}, 0);
-  CHECK(pg_count_status(t.pg, "pending") + pg_count_status(t.pg, "sending") == static_cast<std::int64_t>(kRows.size()));
+  CHECK(pg_count_status(t.pg(), "pending") + pg_count_status(t.pg(), "sending") == static_cast<std::int64_t>(kRows.size()));
 }
 
 // --dry-run lists the rows, and a requeue that changes nothing counts the selection to say why.
@@ -193,11 +179,11 @@ TEST_CASE("purge on a URI deletes the rows and attempts SQLite deletes, says so 
                [](const std::string& out) { return without_cutoff(first_line(out)); });
   same_on_both(t, {"purge", "--older-than", "40d", "--status", "failed,dead,held"}, 0,
                [](const std::string& out) { return without_cutoff(first_line(out)); });
-  auto again = relay_cli({"purge", "--db", t.pg.uri(), "--older-than", "0ms", "--status", "held"});
+  auto again = relay_cli({"purge", "--db", t.uri(), "--older-than", "0ms", "--status", "held"});
   CHECK_MESSAGE(again.exit_code == 0, again.err);
   const std::string space = again.out.substr(again.out.find('\n') + 1);
   CHECK(space.starts_with("space: vacuumed: the deleted rows' space is reused by new rows; the tables take "));
-  CHECK(pg_scalar(t.pg, "SELECT count(*) FROM pg_stat_user_tables WHERE relname LIKE 'metrix_outbox%' "
+  CHECK(pg_scalar(t.pg(), "SELECT count(*) FROM pg_stat_user_tables WHERE relname LIKE 'metrix_outbox%' "
                         "AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL") == 2);
 }
 
@@ -206,14 +192,14 @@ TEST_CASE("a purge of every status it may delete on a URI leaves pending and sen
   const std::string unfinished =
       "SELECT o.id || ':' || status || ':' || (SELECT count(*) FROM metrix_outbox_attempt a WHERE a.outbox_id = o.id) "
       "FROM metrix_outbox o WHERE status IN ('pending', 'sending') ORDER BY o.id";
-  const std::string before = t.pg.psql(unfinished);
+  const std::string before = t.pg().psql(unfinished);
   REQUIRE(before == "9:pending:2\n10:sending:1\n13:pending:0\n");
-  auto r = relay_cli({"purge", "--db", t.pg.uri(), "--older-than", "0ms", "--status", "sent,failed,dead,held"});
+  auto r = relay_cli({"purge", "--db", t.uri(), "--older-than", "0ms", "--status", "sent,failed,dead,held"});
   CHECK_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.out.starts_with("deleted 13 rows (dead 3, failed 4, held 2, sent 4) and 24 attempts older than 0ms ("));
-  CHECK(t.pg.psql(unfinished) == before);
-  CHECK(pg_scalar(t.pg, "SELECT count(*) FROM metrix_outbox") == 3);
-  CHECK(pg_scalar(t.pg, "SELECT count(*) FROM metrix_outbox_attempt") == 3);
+  CHECK(t.pg().psql(unfinished) == before);
+  CHECK(pg_scalar(t.pg(), "SELECT count(*) FROM metrix_outbox") == 3);
+  CHECK(pg_scalar(t.pg(), "SELECT count(*) FROM metrix_outbox_attempt") == 3);
 }
 
 TEST_CASE("a purge on a URI killed mid-way has deleted whole chunks, and running it again finishes the job") {
@@ -257,21 +243,21 @@ TEST_CASE("a purge on a URI killed mid-way has deleted whole chunks, and running
 
 TEST_CASE("requeue on a URI leaves alone a row that changed to sending while requeue waited for its lock") {
   Twins t;
-  auto other = pg::Connection::open(t.pg.uri());
+  auto other = pg::Connection::open(t.uri());
   REQUIRE(other);
   // Another session takes failed row 3 and, uncommitted yet, makes it a row on its way.
   REQUIRE(other->exec("BEGIN"));
   REQUIRE(other->exec("UPDATE metrix_outbox SET status = 'sending' WHERE id = 3"));
-  auto requeue = Process::start({relay_binary(), "requeue", "--db", t.pg.uri(), "--status", "failed"});
+  auto requeue = Process::start({relay_binary(), "requeue", "--db", t.uri(), "--status", "failed"});
   auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (pg_scalar(t.pg, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == 0 &&
+  while (pg_scalar(t.pg(), "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == 0 &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
   REQUIRE(other->exec("COMMIT"));
   REQUIRE(requeue.wait(30s) == 0);
   CHECK(requeue.out() == "requeued 3 rows\n");  // 4, 5 and 11, and not 3
-  CHECK(t.pg.psql("SELECT id || ' ' || status FROM metrix_outbox WHERE id IN (3, 4, 5, 11) ORDER BY id") ==
+  CHECK(t.pg().psql("SELECT id || ' ' || status FROM metrix_outbox WHERE id IN (3, 4, 5, 11) ORDER BY id") ==
         "3 sending\n4 pending\n5 pending\n11 pending\n");
 }
 

@@ -1,7 +1,9 @@
 // The same outbox in both backends: an SQLite file and a PostgreSQL database (a throwaway
-// PgServer), each migrated by the built binary, then given the same rows by the same SQL:
-// ids, apps, payloads, times, statuses, errors, attempts, lease expiries, pauses and relay
-// heartbeats. For tests that run an operator command on both and compare what it prints.
+// PgServer), each migrated by the built binary, then given the same rows by the same SQL.
+// For tests that run an operator command on both (run()) and compare what it prints.
+//
+// Unless a test brings its own statements, the rows are these: ids, apps, payloads, times,
+// statuses, errors, attempts, lease expiries, pauses and relay heartbeats.
 //
 // Rows are inserted as a producer inserts them (both schemas refuse an id, a status or the
 // relay's columns in an INSERT), one at a time in id order, so both databases number them
@@ -16,6 +18,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,12 +35,16 @@ class SameRows {
   static constexpr std::int64_t kHour = 3'600'000;
   static constexpr std::int64_t kFuture = 10 * 24 * kHour;  // a retry or lease still ahead
 
-  SameRows() : sqlite_(dir_.file("outbox.db").string()), now_(metrix::now_ms()) {
+  // The statements that give both outboxes their rows, written at `now` (ms since the epoch).
+  using Statements = std::function<std::vector<std::string>(std::int64_t now)>;
+
+  explicit SameRows(const Statements& statements = {})
+      : sqlite_(dir_.file("outbox.db").string()), now_(metrix::now_ms()) {
     for (const std::string& db : {sqlite_, pg_.uri()}) {
       auto r = relay_cli({"migrate", "--db", db});
       REQUIRE_MESSAGE(r.exit_code == 0, r.err);
     }
-    for (const std::string& sql : statements()) exec_both(sql);
+    for (const std::string& sql : statements ? statements(now_) : this->statements()) exec_both(sql);
   }
 
   const std::string& sqlite() const { return sqlite_; }
@@ -50,6 +57,19 @@ class SameRows {
   void exec_both(const std::string& sql) const {
     exec(sqlite_, sql);
     pg_.psql(sql);
+  }
+
+  struct Both {
+    RunResult sqlite, pg;
+  };
+  // The command `args`, with --db <each outbox> after the command's name, on both.
+  Both run(std::vector<std::string> args) const {
+    auto with_db = [&](const std::string& db) {
+      auto a = args;
+      a.insert(a.begin() + 1, {"--db", db});
+      return relay_cli(a);
+    };
+    return {with_db(sqlite_), with_db(pg_.uri())};
   }
 
  private:
