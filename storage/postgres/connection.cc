@@ -91,6 +91,11 @@ Error error_of(PGconn* conn, const PGresult* result, std::string_view database) 
   return Error{Errc::io, fmt::format("{}: {}", database, message)};
 }
 
+// Times and text the same whatever the server's or the role's defaults; and no NOTICE (such as
+// "relation ... already exists, skipping") on the user's stderr, where libpq prints them.
+constexpr const char* kSessionSettings =
+    "SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'; SET client_min_messages = warning";
+
 Result<Connection> Connection::open(const std::string& uri) {
   // libpq's message for a URI it cannot parse quotes the URI, password and all.
   char* parse_error = nullptr;
@@ -117,15 +122,14 @@ Result<Connection> Connection::open(const std::string& uri) {
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
     return Error{Errc::busy, fmt::format("{}: cannot connect: {}", c.name_, message)};
   }
-  // Times and text the same whatever the server's or the role's defaults.
-  if (auto s = c.exec_script("SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'"); !s) return s.error();
+  if (auto s = c.exec_script(kSessionSettings); !s) return s.error();
   return c;
 }
 
 Status Connection::reconnect() {
   PQreset(conn_.get());
   if (PQstatus(conn_.get()) != CONNECTION_OK) return error_of(conn_.get(), nullptr, name_);
-  return exec_script("SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'");
+  return exec_script(kSessionSettings);
 }
 
 Result<Rows> Connection::exec(std::string_view sql, const std::vector<Param>& params) {
