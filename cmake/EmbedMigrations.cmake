@@ -13,6 +13,7 @@ set(METRIX_PG_MIGRATIONS
   ${CMAKE_SOURCE_DIR}/storage/postgres/migrations/0001_outbox.sql
   ${CMAKE_SOURCE_DIR}/storage/postgres/migrations/0002_validation.sql
   ${CMAKE_SOURCE_DIR}/storage/postgres/migrations/0003_audit_revenue.sql
+  ${CMAKE_SOURCE_DIR}/storage/postgres/migrations/0004_validation_speed.sql
 )
 set(METRIX_MIGRATIONS_CC ${CMAKE_BINARY_DIR}/generated/migrations_embedded.cc)
 set(METRIX_PG_MIGRATIONS_CC ${CMAKE_BINARY_DIR}/generated/pg_migrations_embedded.cc)

@@ -1,5 +1,6 @@
-// The rules of a valid event on PostgreSQL (storage/postgres/migrations/0002_validation.sql)
-// are SQLite's (migrations/0003_validation_trigger.sql): one table of events goes through a
+// The rules of a valid event on PostgreSQL (storage/postgres/migrations/0002_validation.sql, its
+// function as 0004_validation_speed.sql rewrote it) are SQLite's
+// (migrations/0003_validation_trigger.sql): one table of events goes through a
 // plain INSERT on both backends, and every verdict and message must agree, with SQLSTATE
 // 23514 on PostgreSQL. Then psql, as a bank's engineer uses it, inside transactions.
 #include <doctest/doctest.h>
