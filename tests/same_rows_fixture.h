@@ -38,13 +38,13 @@ class SameRows {
   // The statements that give both outboxes their rows, written at `now` (ms since the epoch).
   using Statements = std::function<std::vector<std::string>(std::int64_t now)>;
 
-  explicit SameRows(const Statements& statements = {})
+  explicit SameRows(const Statements& fill = {})
       : sqlite_(dir_.file("outbox.db").string()), now_(metrix::now_ms()) {
     for (const std::string& db : {sqlite_, pg_.uri()}) {
       auto r = relay_cli({"migrate", "--db", db});
       REQUIRE_MESSAGE(r.exit_code == 0, r.err);
     }
-    for (const std::string& sql : statements ? statements(now_) : this->statements()) exec_both(sql);
+    for (const std::string& sql : fill ? fill(now_) : statements()) exec_both(sql);
   }
 
   const std::string& sqlite() const { return sqlite_; }
