@@ -235,7 +235,7 @@ class Inspection {
         "ORDER BY xact_start");
     if (!sessions) return sessions.error();
     // Sessions of other roles whose columns this role may not read. Autovacuum workers are hidden
-    // as well but have no role (usesysid is NULL), and a vacuum never holds back the horizon.
+    // as well but have no role (usesysid is NULL): passing maintenance, which no one is to end.
     auto hidden = db_.exec(
         "SELECT count(*), current_user, quote_ident(current_user) FROM pg_stat_activity "
         "WHERE pid <> pg_backend_pid() AND datname = current_database() AND usesysid IS NOT NULL "
