@@ -114,9 +114,23 @@ Result<Connection> Connection::open(const std::string& uri) {
   const char* const keywords[] = {"keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
                                   "dbname", nullptr};
   const char* const values[] = {"30", "10", "3", "60000", uri.c_str(), nullptr};
-  PGconn* conn = PQconnectdbParams(keywords, values, 1);
-  if (!conn) return Error{Errc::io, fmt::format("{}: out of memory", redact(uri))};
-  Connection c(conn, redact(uri));
+  return ready(PQconnectdbParams(keywords, values, 1), redact(uri));
+}
+
+Result<Connection> Connection::open(const Settings& settings, std::string name) {
+  std::vector<const char*> keywords, values;
+  for (const auto& [keyword, value] : settings) {
+    keywords.push_back(keyword.c_str());
+    values.push_back(value.c_str());
+  }
+  keywords.push_back(nullptr);
+  values.push_back(nullptr);
+  return ready(PQconnectdbParams(keywords.data(), values.data(), 0), std::move(name));
+}
+
+Result<Connection> Connection::ready(PGconn* conn, std::string name) {
+  if (!conn) return Error{Errc::io, fmt::format("{}: out of memory", name)};
+  Connection c(conn, std::move(name));
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string message = PQerrorMessage(conn);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
@@ -124,6 +138,17 @@ Result<Connection> Connection::open(const std::string& uri) {
   }
   if (auto s = c.exec_script(kSessionSettings); !s) return s.error();
   return c;
+}
+
+Connection::Settings Connection::settings() const {
+  Settings settings;
+  if (PQconninfoOption* options = PQconninfo(conn_.get())) {
+    for (const PQconninfoOption* o = options; o->keyword; ++o) {
+      if (o->val && *o->val) settings.emplace_back(o->keyword, o->val);
+    }
+    PQconninfoFree(options);
+  }
+  return settings;
 }
 
 Status Connection::reconnect() {

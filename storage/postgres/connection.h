@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "storage/result.h"
@@ -61,8 +62,15 @@ class Rows {
 
 class Connection {
  public:
+  // libpq's keyword/value settings a connection was made with (PQconninfo): the server, the
+  // database, the role and its password however found (URI, environment, password file).
+  using Settings = std::vector<std::pair<std::string, std::string>>;
+
   // Connects to `uri` (see above). The error names the database by redact(uri).
   static Result<Connection> open(const std::string& uri);
+  // Another connection like one already open: its settings() and its name(), and the same
+  // session settings. For a thread of its own: settings() is read on the connection's thread.
+  static Result<Connection> open(const Settings& settings, std::string name);
 
   Connection(Connection&&) noexcept = default;
   Connection& operator=(Connection&&) noexcept = default;
@@ -79,9 +87,12 @@ class Connection {
 
   PGconn* handle() const { return conn_.get(); }
   const std::string& name() const { return name_; }  // redact(uri)
+  Settings settings() const;
 
  private:
   Connection(PGconn* conn, std::string name) : conn_(conn, &PQfinish), name_(std::move(name)) {}
+  // `conn`, once connected, with the session settings every connection here has.
+  static Result<Connection> ready(PGconn* conn, std::string name);
 
   std::unique_ptr<PGconn, void (*)(PGconn*)> conn_;
   std::string name_;

@@ -296,30 +296,14 @@ class ChunkWriter {
 constexpr int kMaxCheckerThreads = 4;
 
 // The pool threads' lookups of dedup keys (storage/import_checkers.h): each thread its own
-// connection to the same database with the same settings as `db` (read here, on the caller's
-// thread), and one query per batch of lines.
+// connection like `db` (its settings read here, on the caller's thread), and one query per
+// batch of lines.
 KeyLookupMaker key_lookups(const Connection& db) {
-  std::vector<std::pair<std::string, std::string>> settings;
-  if (PQconninfoOption* options = PQconninfo(db.handle())) {
-    for (const PQconninfoOption* o = options; o->keyword; ++o) {
-      if (o->val && *o->val) settings.emplace_back(o->keyword, o->val);
-    }
-    PQconninfoFree(options);
-  }
-  // As Connection::open sets it: the keys are UTF-8, whatever PGCLIENTENCODING says.
-  std::erase_if(settings, [](const auto& s) { return s.first == "client_encoding"; });
-  settings.emplace_back("client_encoding", "UTF8");
-  return [settings, name = db.name()]() -> Result<KeyLookup> {
-    std::vector<const char*> keywords, values;
-    for (const auto& [keyword, value] : settings) {
-      keywords.push_back(keyword.c_str());
-      values.push_back(value.c_str());
-    }
-    keywords.push_back(nullptr);
-    values.push_back(nullptr);
-    std::shared_ptr<PGconn> conn(PQconnectdbParams(keywords.data(), values.data(), 0), &PQfinish);
-    if (PQstatus(conn.get()) != CONNECTION_OK) return error_of(conn.get(), nullptr, name);
-    return KeyLookup([conn, name](std::vector<CheckedLine>& lines) -> Status {
+  return [settings = db.settings(), name = db.name()]() -> Result<KeyLookup> {
+    auto opened = Connection::open(settings, name);
+    if (!opened) return opened.error();
+    auto conn = std::make_shared<Connection>(std::move(*opened));  // a KeyLookup is copyable
+    return KeyLookup([conn](std::vector<CheckedLine>& lines) -> Status {
       std::vector<Param> keys;
       for (const CheckedLine& line : lines) {
         // A key that is not text cannot be in the outbox (nor be sent as a parameter).
@@ -328,17 +312,13 @@ KeyLookupMaker key_lookups(const Connection& db) {
         keys.emplace_back(*line.row.dedup_key);
       }
       if (keys.empty()) return {};
-      const std::string array = array_literal(keys);
-      const char* param = array.c_str();
-      PGresult* r = PQexecParams(conn.get(),
-                                 "SELECT k FROM unnest($1::text[]) AS k "
-                                 "WHERE (SELECT 1 FROM metrix_outbox WHERE dedup_key = k LIMIT 1) IS NOT NULL",
-                                 1, nullptr, &param, nullptr, nullptr, 0);
-      Rows present(r);  // owns r
-      if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) return error_of(conn.get(), r, name);
-      if (present.size() == 0) return {};
+      auto present = conn->exec("SELECT k FROM unnest($1::text[]) AS k "
+                                "WHERE (SELECT 1 FROM metrix_outbox WHERE dedup_key = k LIMIT 1) IS NOT NULL",
+                                {array_literal(keys)});
+      if (!present) return present.error();
+      if (present->size() == 0) return {};
       std::unordered_set<std::string> found;
-      for (int i = 0; i < present.size(); ++i) found.insert(present.text(i, 0));
+      for (int i = 0; i < present->size(); ++i) found.insert(present->text(i, 0));
       for (CheckedLine& line : lines) {
         if (!line.blank && !line.problem && line.row.dedup_key) line.present = found.contains(*line.row.dedup_key);
       }
