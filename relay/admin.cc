@@ -30,7 +30,8 @@ struct AdminState {
   std::optional<std::string> default_app;
   Metrics& metrics;
   std::mutex mutex;
-  std::unique_ptr<OperatorStore> store;  // opened on first use, read-only (on PostgreSQL: READ ONLY transactions); under mutex
+  // Opened on first use, read-only (on PostgreSQL: READ ONLY transactions); under mutex.
+  std::unique_ptr<OperatorStore> store;
   std::optional<Backlog> backlog;
   std::int64_t backlog_read_us = 0;   // monotonic; when it was last read
   double backlog_read_seconds = 0;    // how long that read took

@@ -52,8 +52,8 @@ inline constexpr const char* kLeaseReleasedByRepair = "lease expired: released b
 
 // What can be repaired safely, when integrity and schema are fine: rows with expired leases go
 // back to 'pending' (a relay would claim them again anyway; at least once) with last_error
-// kLeaseReleasedByRepair, stale heartbeats are
-// removed (never one of a relay that is alive), and the WAL is checkpointed and truncated.
+// kLeaseReleasedByRepair, stale heartbeats are removed (never one of a relay that is alive),
+// and the WAL is checkpointed and truncated.
 // Leases and heartbeats change in one transaction. A damaged database is not touched: the
 // report comes back with repaired false.
 Result<CheckReport> repair_outbox(const std::string& path, std::int64_t now_ms);

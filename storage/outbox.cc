@@ -222,7 +222,8 @@ Status Outbox::remove_heartbeat(const std::string& relay_id) {
 }
 
 Result<std::vector<AppPause>> Outbox::pauses() {
-  auto stmt = db_.prepare("SELECT app_id, reason, since, next_probe_at, interval_ms FROM metrix_app_pause ORDER BY since, app_id");
+  auto stmt = db_.prepare(
+      "SELECT app_id, reason, since, next_probe_at, interval_ms FROM metrix_app_pause ORDER BY since, app_id");
   if (!stmt) return stmt.error();
   std::vector<AppPause> pauses;
   for (;;) {

@@ -45,10 +45,11 @@ Result<CheckReport> check_outbox(const std::string& uri, std::int64_t now_ms, co
 
 // As on SQLite, when the schema and the validation rules are fine (otherwise nothing is
 // touched and the report comes back with repaired false): in one transaction, rows with expired
-// leases go back to 'pending' with last_error kLeaseReleasedByRepair (storage/check.h), and stale heartbeats are removed. The heartbeats are read FOR UPDATE, so a
-// relay's beat waits until the transaction ends and no beat lands between judging a relay
-// stale and deleting its row; a row is deleted only with the beat_at it was judged by. Dead
-// tuples and the vacuum horizon are not repaired: their findings stay, with what to do.
+// leases go back to 'pending' with last_error kLeaseReleasedByRepair (storage/check.h), and
+// stale heartbeats are removed. The heartbeats are read FOR UPDATE, so a relay's beat waits
+// until the transaction ends and no beat lands between judging a relay stale and deleting its
+// row; a row is deleted only with the beat_at it was judged by. Dead tuples and the vacuum
+// horizon are not repaired: their findings stay, with what to do.
 Result<CheckReport> repair_outbox(const std::string& uri, std::int64_t now_ms, const CheckOptions& options = {});
 
 }  // namespace metrix::pg

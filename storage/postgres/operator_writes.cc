@@ -4,9 +4,9 @@
 // Each chunk is one statement in its own READ COMMITTED transaction (whatever the role's
 // default: SKIP LOCKED and the re-check under a row lock need it). Row locks are all these
 // statements take on the outbox: a producer's INSERT waits for them only when it brings the
-// dedup_key of a row a chunk is deleting (the unique check waits for that chunk's commit), and a
-// relay waits only for a row it would claim, which no chunk touches (pending and sending rows are never
-// selected, and the status is checked again under the lock).
+// dedup_key of a row a chunk is deleting (the unique check waits for that chunk's commit), and
+// a relay waits only for a row it would claim, which no chunk touches (pending and sending rows
+// are never selected, and the status is checked again under the lock).
 #include <fmt/format.h>
 
 #include <algorithm>
