@@ -149,7 +149,8 @@ TEST_CASE("requeue on a URI changes the rows SQLite changes, with the same outpu
   same_on_both(t, {"requeue", "--status", "sending", "--include-sent"}, 2);
   same_on_both(t, {"requeue"}, 2);
   same_on_both(t, {"requeue", "--include-sent", "1-1000"}, 0);
-  CHECK(pg_count_status(t.pg(), "pending") + pg_count_status(t.pg(), "sending") == static_cast<std::int64_t>(kRows.size()));
+  CHECK(pg_count_status(t.pg(), "pending") + pg_count_status(t.pg(), "sending") ==
+        static_cast<std::int64_t>(kRows.size()));
 }
 
 // --dry-run lists the rows, and a requeue that changes nothing counts the selection to say why.

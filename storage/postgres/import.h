@@ -9,8 +9,9 @@
 //   outbox (one query a batch, on a connection of its own made with `db`'s settings: an import
 //   holds 1 + ImportOptions::validators connections, at most 1 + 4: more checking threads gain
 //   nothing against the server's one backend that judges every new row again) and leaves the
-//   lines whose key is present unjudged. The writer looks those keys up again (one query a batch) and skips the lines still
-//   present; a line whose key went away meanwhile (purged) is judged there and is new again.
+//   lines whose key is present unjudged. The writer looks those keys up again (one query a
+//   batch) and skips the lines still present; a line whose key went away meanwhile (purged) is
+//   judged there and is new again.
 //   (A key purged between that second look and the insert leaves its line skipped: the event
 //   with that key was in the outbox when the line was read, as on a run a moment earlier.)
 // - Only lines the checks accepted are sent, so no statement fails for a bad line (which would
