@@ -80,8 +80,14 @@ std::string url_host(std::string_view url) {
   return std::string(authority.substr(0, authority.find(':')));
 }
 
+// Any spelling of ::1 in brackets ([::01], [0:0:0:0:0:0:0:1], with a zone) is loopback.
 bool is_loopback(const std::string& host) {
-  if (host == "localhost" || host == "[::1]") return true;
+  if (host == "localhost") return true;
+  if (host.size() > 2 && host.front() == '[') {
+    std::string address = host.substr(1, host.find_first_of("%]") - 1);
+    in6_addr v6{};
+    return inet_pton(AF_INET6, address.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+  }
   in_addr address{};
   return inet_aton(host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
 }
