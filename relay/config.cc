@@ -279,8 +279,13 @@ std::optional<std::string> url_host(const std::string& url, std::string& scheme)
   return host;
 }
 
+// host as curl_url_get() gives it: an IPv6 address in brackets, without its zone.
 bool is_loopback_host(const std::string& host) {
-  if (host == "localhost" || host == "[::1]") return true;
+  if (host == "localhost") return true;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    in6_addr v6{};
+    return inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+  }
   in_addr addr{};
   return inet_pton(AF_INET, host.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
 }

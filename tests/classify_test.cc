@@ -122,6 +122,15 @@ TEST_CASE("the relay configuration refuses unsafe or inconsistent settings") {
   CHECK(validate(c).ok());
   c.endpoint = "http://[::1]:8080";
   CHECK(validate(c).ok());
+  c.endpoint = "http://[0:0:0:0:0:0:0:01]:8080";  // another spelling of ::1
+  CHECK(validate(c).ok());
+  c.endpoint = "http://[::1%25lo]:8080";
+  CHECK(validate(c).ok());
+  c.endpoint = "http://[::2]:8080";
+  CHECK(validate(c).error().message.find("plain http") != std::string::npos);
+  c.endpoint = "http://[::ffff:10.0.0.1]:8080";
+  CHECK(validate(c).error().message.find("plain http") != std::string::npos);
+  c.endpoint = "http://127.0.0.1:8080";
   c.lease_ms = 5000;
   c.timeout_ms = 10000;
   CHECK(validate(c).error().message.find("--lease") != std::string::npos);
