@@ -69,15 +69,30 @@ void check_duration(std::string_view text) {
                       *parsed, *expected);
 }
 
+// %XX decoded, as curl decodes a host name ('%6cocalhost' is localhost).
+std::string percent_decoded(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
 // The host curl connects to for an http:// or https:// URL: after the last '@' of the
-// authority, without the port.
+// authority, without the port, percent-decoded.
 std::string url_host(std::string_view url) {
   size_t scheme = url.find("://");
   std::string_view authority = url.substr(scheme + 3);
   authority = authority.substr(0, authority.find_first_of("/?#"));
   if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
   if (!authority.empty() && authority.front() == '[') return std::string(authority.substr(0, authority.find(']') + 1));
-  return std::string(authority.substr(0, authority.find(':')));
+  return percent_decoded(authority.substr(0, authority.find(':')));
 }
 
 // Any spelling of ::1 in brackets ([::01], [0:0:0:0:0:0:0:1], with a zone) is loopback.
