@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <limits>
@@ -85,10 +86,11 @@ std::string percent_decoded(std::string_view text) {
 }
 
 // The host curl connects to for an http:// or https:// URL: after the last '@' of the
-// authority, without the port, percent-decoded.
+// authority, without the port, percent-decoded. curl takes one to three slashes after the
+// scheme ('http:///[::1]').
 std::string url_host(std::string_view url) {
-  size_t scheme = url.find("://");
-  std::string_view authority = url.substr(scheme + 3);
+  std::string_view authority = url.substr(url.find(':') + 1);
+  authority.remove_prefix(std::min(authority.find_first_not_of('/'), authority.size()));
   authority = authority.substr(0, authority.find_first_of("/?#"));
   if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
   if (!authority.empty() && authority.front() == '[') return std::string(authority.substr(0, authority.find(']') + 1));
