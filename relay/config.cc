@@ -279,15 +279,21 @@ std::optional<std::string> url_host(const std::string& url, std::string& scheme)
   return host;
 }
 
+// Whether `host` (localhost, an IPv4 address, or an IPv6 one without brackets, in any
+// spelling) is loopback; nullopt when it is none of these.
+std::optional<bool> loopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return std::nullopt;
+}
+
 // host as curl_url_get() gives it: an IPv6 address in brackets, without its zone.
 bool is_loopback_host(const std::string& host) {
-  if (host == "localhost") return true;
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    in6_addr v6{};
-    return inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
-  }
-  in_addr addr{};
-  return inet_pton(AF_INET, host.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
+  bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  return loopback(bracketed ? host.substr(1, host.size() - 2) : host).value_or(false);
 }
 
 }  // namespace
@@ -370,12 +376,9 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
     return Error{Errc::invalid_argument, "the port must be a number from 0 (any free port) to 65535"};
   }
   a.host = std::string(host);
-  in6_addr v6{};
-  in_addr v4{};
-  if (a.host == "localhost") a.loopback = true;
-  else if (inet_pton(AF_INET, a.host.c_str(), &v4) == 1) a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
-  else if (inet_pton(AF_INET6, a.host.c_str(), &v6) == 1) a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
-  else return Error{Errc::invalid_argument, "the host must be an IP address or localhost"};
+  auto is_loopback = loopback(a.host);
+  if (!is_loopback) return Error{Errc::invalid_argument, "the host must be an IP address or localhost"};
+  a.loopback = *is_loopback;
   return a;
 }
 
